@@ -1,0 +1,1 @@
+"""The ``fakewatch`` command line."""

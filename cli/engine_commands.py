@@ -1,0 +1,219 @@
+"""``fakewatch engine ...``: create, build, inspect and benchmark engine bundles."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+from typing import Any
+
+from fakewatch.engines.defaults import default_bundle_path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from error
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def register(commands: Any) -> None:
+    engine = commands.add_parser(
+        "engine", help="create, build, inspect and benchmark engine bundles"
+    )
+    sub = engine.add_subparsers(dest="engine_command", required=True, metavar="ACTION")
+
+    init = sub.add_parser("init", help="write an untrained bundle (for benchmarks and tests)")
+    init.add_argument("bundle", type=Path, help="folder to create")
+    init.add_argument("--architecture", default="Unet")
+    init.add_argument("--encoder", default="mobilenet_v2")
+    init.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    init.add_argument("--decoder-channels", type=_ints, default=(128, 64, 32, 16, 16))
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(handler=cmd_init)
+
+    build = sub.add_parser("build", help="export or compile a bundle for a runtime")
+    build.add_argument("bundle", type=Path)
+    build.add_argument("--backend", required=True, choices=["onnx", "openvino", "tensorrt"])
+    build.add_argument(
+        "--precision", default=None, help="openvino: f32|bf16|int8; tensorrt: fp16|f32"
+    )
+    build.add_argument(
+        "--calibration",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="images/videos of real faces for int8 ranges and parity checks",
+    )
+    build.add_argument(
+        "--tolerance", type=float, default=0.03, help="largest frame-score change allowed vs f32"
+    )
+    build.add_argument("--max-batch", type=int, default=64, help="tensorrt: largest batch")
+    build.set_defaults(handler=cmd_build)
+
+    info = sub.add_parser("info", help="verify a bundle and print its manifest summary")
+    info.add_argument("bundle", type=Path, nargs="?", default=None)
+    info.set_defaults(handler=cmd_info)
+
+    bench = sub.add_parser("bench", help="crops/s and latency of every runtime vs torch eager")
+    bench.add_argument("bundle", type=Path, nargs="?", default=None)
+    bench.add_argument("--batch", type=_ints, default=(1, 8), help="batch sizes, e.g. 1,8,32")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per engine and batch")
+    bench.add_argument("--threads", type=int, default=None, help="threads per engine")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.set_defaults(handler=cmd_bench)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import torch
+
+    from fakewatch.engines.bundle import Provenance
+    from fakewatch.engines.export import write_bundle
+    from fakewatch.engines.model import build_model
+    from fakewatch.engines.spec import ModelSpec
+
+    spec = ModelSpec(
+        architecture=args.architecture,
+        encoder=args.encoder,
+        input_size=args.size,
+        decoder_channels=args.decoder_channels,
+    )
+    torch.manual_seed(args.seed)
+    network = build_model(spec).eval()
+    provenance = Provenance(recipe=f"untrained: random initialisation, seed {args.seed}")
+    bundle = write_bundle(
+        args.bundle, network, spec, name=f"untrained-{spec.encoder}", provenance=provenance
+    )
+    print(f"wrote untrained bundle {bundle.folder} (weights sha256 {bundle.model_sha256[:12]})")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from fakewatch.engines.bundle import EngineBundle
+
+    bundle = EngineBundle.load(args.bundle)
+    if args.backend == "onnx":
+        return _rebuild_onnx(bundle)
+    if args.backend == "tensorrt":
+        from fakewatch.engines.runtimes.tensorrt_engine import compile_tensorrt
+
+        artifact = compile_tensorrt(bundle, args.precision or "fp16", args.max_batch)
+        print(f"compiled TensorRT engine {artifact.path} for {artifact.notes['device']}")
+        return 0
+    return _build_openvino(bundle, args.precision or "f32", args.calibration, args.tolerance)
+
+
+def _rebuild_onnx(bundle: Any) -> int:
+    from fakewatch.engines.bundle import make_artifact
+    from fakewatch.engines.export import ONNX_FILE, ONNX_OPSET, export_onnx, load_network
+
+    export_onnx(load_network(bundle), bundle.spec, bundle.folder / ONNX_FILE)
+    bundle.manifest.artifacts["onnx"] = make_artifact(
+        bundle.folder, ONNX_FILE, opset=str(ONNX_OPSET)
+    )
+    bundle.manifest.artifacts.pop("onnx_int8", None)
+    bundle.manifest.precision_checks = []
+    bundle.save_manifest()
+    print(f"exported {bundle.folder / ONNX_FILE}; earlier precision checks were cleared")
+    return 0
+
+
+def _build_openvino(bundle: Any, precision: str, calibration: list[Path], tolerance: float) -> int:
+    from fakewatch.engines.faces import default_face_detector
+    from fakewatch.engines.precision import collect_crops, compare, quantize_int8, record_check
+    from fakewatch.engines.runtimes.openvino_engine import OpenVinoEngine
+
+    reference = OpenVinoEngine(bundle, "cpu", "f32")
+    if precision == "f32":
+        reference.warmup()
+        print(f"openvino/f32 compiles and runs: {reference.info.detail}")
+        return 0
+    if not calibration:
+        raise ValueError(
+            f"--precision {precision} needs --calibration with images or videos of real faces"
+        )
+    crops = collect_crops(calibration, bundle, default_face_detector())
+    described = f"{len(crops)} face crops from " + ", ".join(str(p) for p in calibration)
+    if precision == "int8":
+        quantize_int8(bundle, crops)
+    candidate = OpenVinoEngine(bundle, "cpu", precision, require_check=False)
+    check = compare(reference, candidate, crops, tolerance, described)
+    record_check(bundle, check)
+    verdict = "passed" if check.passed else "FAILED (the engine will refuse this precision)"
+    print(
+        f"openvino/{precision} vs f32 on {check.crops} crops: largest mask difference "
+        f"{check.max_abs_diff:.4f}, largest score difference {check.score_max_abs_diff:.4f} "
+        f"(tolerance {tolerance}): {verdict}"
+    )
+    return 0 if check.passed else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from fakewatch.engines.bundle import EngineBundle
+
+    bundle = EngineBundle.load(args.bundle or default_bundle_path())
+    m = bundle.manifest
+    print(f"bundle   {bundle.folder}  (all {len(m.artifacts)} files verified)")
+    print(f"name     {m.name}")
+    print(
+        f"model    {m.spec.architecture}/{m.spec.encoder} {m.spec.input_size}px "
+        f"decoder {list(m.spec.decoder_channels)} margin {m.spec.crop_margin}"
+    )
+    print(f"weights  sha256 {bundle.model_sha256}")
+    for role, artifact in m.artifacts.items():
+        notes = " ".join(f"{k}={v}" for k, v in artifact.notes.items())
+        print(f"  {role:10} {artifact.path} {artifact.bytes / 1e6:.1f} MB {notes}")
+    for name, threshold in m.thresholds.items():
+        print(f"threshold {name} = {threshold.value:.4f} (FPR {threshold.false_positive_rate})")
+    for check in m.precision_checks:
+        print(
+            f"precision {check.backend}/{check.precision}: score diff "
+            f"{check.score_max_abs_diff:.4f} <= {check.tolerance}: {check.passed}"
+        )
+    print(f"created  {m.provenance.created:%Y-%m-%d %H:%M} {m.provenance.recipe}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fakewatch.engines.bench import bench, flops_per_crop, format_table
+    from fakewatch.engines.bundle import EngineBundle
+    from fakewatch.engines.runtimes import BackendUnavailable, engine_options, open_engine
+
+    bundle = EngineBundle.load(args.bundle or default_bundle_path())
+    engines = []
+    for option in engine_options():
+        if option.device != args.device and not (
+            args.device == "cuda" and option.device == "tensorrt"
+        ):
+            continue
+        try:
+            engines.append(
+                open_engine(bundle, option.backend, option.device, option.precision, args.threads)
+            )
+        except BackendUnavailable as error:
+            print(f"skipped {option.label}: {error}")
+    baseline = f"torch/{args.device}/f32"
+    if baseline not in {e.info.label for e in engines}:
+        print(f"note: {baseline} is unavailable, so ratios are missing")
+    print(f"machine: {platform.processor() or platform.machine()}, {_cpu_name()}")
+    for engine in engines:
+        print(f"  {engine.info.label}: {engine.info.detail}")
+    results = bench(engines, args.batch, args.seconds)
+    print()
+    print(format_table(results, baseline, flops_per_crop(bundle.spec)))
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()

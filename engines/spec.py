@@ -1,0 +1,59 @@
+"""What a segmentation model is: architecture, input size and preprocessing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Architecture = Literal["Unet", "UnetPlusPlus", "FPN", "Linknet", "DeepLabV3Plus"]
+
+
+class ModelSpec(BaseModel):
+    """Everything needed to rebuild a model and to feed it the crops it was trained on.
+
+    A crop is a square RGB image of ``input_size`` pixels around a face box enlarged by
+    ``crop_margin`` (see :func:`fakewatch.engines.crop.crop_face`). The network sees
+    ``(pixel / 255 - mean) / std`` per channel and returns one channel of logits: the
+    per-pixel log-odds that a pixel was generated rather than filmed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Architecture = Field("Unet", description="segmentation-models-pytorch class")
+    encoder: str = Field("mobilenet_v2", description="segmentation-models-pytorch encoder name")
+    encoder_depth: int = Field(5, ge=3, le=5, description="number of encoder stages")
+    decoder_channels: tuple[int, ...] = Field(
+        (128, 64, 32, 16, 16), description="decoder width per stage, one per encoder stage"
+    )
+    input_size: int = Field(224, ge=64, le=1024, description="crop side in pixels")
+    crop_margin: float = Field(1.3, ge=1.0, le=3.0, description="face box enlargement")
+    mean: tuple[float, float, float] = Field(
+        (0.485, 0.456, 0.406), description="per-channel RGB mean of pixels scaled to 0..1"
+    )
+    std: tuple[float, float, float] = Field(
+        (0.229, 0.224, 0.225), description="per-channel RGB std of pixels scaled to 0..1"
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _divisible(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"input_size must be a multiple of 32 for a 5-stage UNet, got {value}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"std must be positive, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_width_per_stage(self) -> ModelSpec:
+        if len(self.decoder_channels) != self.encoder_depth:
+            raise ValueError(
+                f"decoder_channels has {len(self.decoder_channels)} entries but encoder_depth "
+                f"is {self.encoder_depth}; give one width per stage"
+            )
+        return self

@@ -1,0 +1,4 @@
+"""The streaming service: sources -> faces -> batches -> votes -> alerts.
+
+Imports engines, never training.
+"""

@@ -1,0 +1,63 @@
+"""Shared fixtures: media made on the fly or shipped by packages, and small bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real development samples beside the checkout (absent on a user's clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real development samples not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real photograph with one face (NASA, public domain), shipped by scikit-image."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+def make_untrained_bundle(folder: Path, encoder: str = "mobilenet_v2", size: int = 224) -> Path:
+    """A bundle with random weights whose batch-norm statistics were set on sample crops.
+
+    Fresh batch-norm statistics make a random network's output nearly constant, which
+    would let a parity test pass for the wrong reason; these give probabilities spread
+    over 0..1.
+    """
+    import torch
+
+    from fakewatch.engines.bench import sample_crops
+    from fakewatch.engines.bundle import Provenance
+    from fakewatch.engines.export import write_bundle
+    from fakewatch.engines.model import DeployedSegmenter, build_model
+    from fakewatch.engines.spec import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec(encoder=encoder, input_size=size)
+    network = build_model(spec)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+            module.reset_running_stats()
+    network.train()
+    with torch.no_grad():
+        DeployedSegmenter(network, spec)(torch.from_numpy(sample_crops(size, 16, seed=1)))
+    network.eval()
+    provenance = Provenance(recipe="test: random weights, batch-norm statistics from sample crops")
+    write_bundle(folder, network, spec, name="test-untrained", provenance=provenance)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_untrained_bundle(tmp_path_factory.mktemp("bundles") / "untrained")

@@ -1,0 +1,1 @@
+"""Training: data -> masks -> UNet -> engine bundle. Imports engines, never stream."""
