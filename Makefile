@@ -5,16 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit default-model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[torch,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	test -f .cache/untrained/manifest.json || $(BIN)/fakewatch engine init .cache/untrained
+	$(BIN)/fakewatch engine bench .cache/untrained --batch 1,8 --seconds 2
+
+# retrain the shipped model and its figures (needs ../shared/data; see MODEL_CARD.md)
+default-model: $(STAMP)
+	scripts/build_default_model.sh
 
 test: lint typecheck unit
 

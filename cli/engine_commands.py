@@ -112,9 +112,11 @@ def _rebuild_onnx(bundle: Any) -> int:
     from fakewatch.engines.bundle import make_artifact
     from fakewatch.engines.export import ONNX_FILE, ONNX_OPSET, export_onnx, load_network
 
-    export_onnx(load_network(bundle), bundle.spec, bundle.folder / ONNX_FILE)
+    half = bundle.manifest.artifacts["weights"].notes.get("stored") == "float16"
+    export_onnx(load_network(bundle), bundle.spec, bundle.folder / ONNX_FILE, half)
+    stored = "float16" if half else "float32"
     bundle.manifest.artifacts["onnx"] = make_artifact(
-        bundle.folder, ONNX_FILE, opset=str(ONNX_OPSET)
+        bundle.folder, ONNX_FILE, opset=str(ONNX_OPSET), stored=stored
     )
     bundle.manifest.artifacts.pop("onnx_int8", None)
     bundle.manifest.precision_checks = []

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from fakewatch.cli import engine_commands
+from fakewatch.cli import demo_command, engine_commands, scan_command, training_commands
 
 
 def package_version() -> str:
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fakewatch {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine_commands.register(commands)
+    scan_command.register(commands)
+    training_commands.register(commands)
+    demo_command.register(commands)
     return parser
 
 

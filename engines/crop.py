@@ -68,6 +68,13 @@ class FaceCrop:
     image: np.ndarray
     box: Box
 
+    def to_crop(self, points: np.ndarray) -> np.ndarray:
+        """Map frame-pixel points ``(K, 2)`` (e.g. landmarks) into crop pixels."""
+        scale = self.image.shape[1] / self.box.width
+        origin = np.array([self.box.x0, self.box.y0], dtype=np.float32)
+        mapped: np.ndarray = (np.asarray(points, dtype=np.float32) - origin) * scale
+        return mapped.astype(np.float32)
+
 
 def crop_face(frame: np.ndarray, face_box: Box, size: int, margin: float) -> FaceCrop:
     """Cut the square, ``margin``-enlarged region around ``face_box`` and resize it.

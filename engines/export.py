@@ -6,6 +6,7 @@ Requires the ``torch`` extra.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import shutil
 import tempfile
@@ -23,7 +24,13 @@ from fakewatch.engines.bundle import (
     make_artifact,
     write_manifest,
 )
-from fakewatch.engines.model import DeployedSegmenter, build_model, load_weights, save_weights
+from fakewatch.engines.model import (
+    DeployedSegmenter,
+    build_model,
+    load_weights,
+    round_to_half,
+    save_weights,
+)
 from fakewatch.engines.spec import ModelSpec
 
 ONNX_OPSET = 18
@@ -31,11 +38,14 @@ WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
 
 
-def export_onnx(network: nn.Module, spec: ModelSpec, path: Path) -> None:
+def export_onnx(
+    network: nn.Module, spec: ModelSpec, path: Path, half_storage: bool = False
+) -> None:
     """Export ``network`` as its deployed graph with a dynamic batch dimension.
 
     Input ``crops``: uint8 ``(batch, S, S, 3)``; output ``masks``: float32
-    ``(batch, S, S)``. The weights are stored inside the single ``.onnx`` file.
+    ``(batch, S, S)``. The weights are stored inside the single ``.onnx`` file, as
+    float16 with a cast to float32 when ``half_storage`` (see :func:`store_half`).
     """
     deployed = DeployedSegmenter(network, spec).eval().cpu()
     example = torch.zeros((2, spec.input_size, spec.input_size, 3), dtype=torch.uint8)
@@ -53,6 +63,36 @@ def export_onnx(network: nn.Module, spec: ModelSpec, path: Path) -> None:
             opset_version=ONNX_OPSET,
             external_data=False,
         )
+    if half_storage:
+        store_half(path)
+
+
+def store_half(path: Path, min_elements: int = 1024) -> None:
+    """Store the ONNX graph's large float32 weights as float16, cast back at load.
+
+    Runtimes fold the ``Cast`` nodes into float32 constants when they load the graph, so
+    the computation stays float32; only the file is half the size.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for index, initializer in enumerate(graph.initializer):
+        if initializer.data_type != TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(initializer)
+        if values.size < min_elements:
+            continue
+        name = initializer.name
+        stored = numpy_helper.from_array(values.astype("float16"), f"{name}__float16")
+        graph.initializer[index].CopyFrom(stored)
+        casts.append(helper.make_node("Cast", [stored.name], [name], to=TensorProto.FLOAT))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def write_bundle(
@@ -63,18 +103,25 @@ def write_bundle(
     provenance: Provenance | None = None,
     thresholds: dict[str, Threshold] | None = None,
     scoring: Scoring | None = None,
+    half_storage: bool = False,
 ) -> EngineBundle:
     """Write a complete bundle (weights, ONNX, manifest) into ``folder`` and verify it.
 
-    The folder is written under a temporary name and renamed at the end, so a crash
-    never leaves a half-written bundle where a good one was.
+    ``half_storage`` keeps the weights as float16 in both files (half the size; the
+    runtimes still compute in float32 unless told otherwise). The folder is written
+    under a temporary name and renamed at the end, so a crash never leaves a
+    half-written bundle where a good one was.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_weights(network, staging / WEIGHTS_FILE)
-        export_onnx(network, spec, staging / ONNX_FILE)
+        dtype = torch.float16 if half_storage else torch.float32
+        if half_storage:
+            network = round_to_half(copy.deepcopy(network))
+        save_weights(network, staging / WEIGHTS_FILE, dtype)
+        export_onnx(network, spec, staging / ONNX_FILE, half_storage)
+        stored = "float16" if half_storage else "float32"
         manifest = Manifest(
             name=name,
             spec=spec,
@@ -82,8 +129,8 @@ def write_bundle(
             thresholds=thresholds or {},
             provenance=provenance or Provenance(),
             artifacts={
-                "weights": make_artifact(staging, WEIGHTS_FILE),
-                "onnx": make_artifact(staging, ONNX_FILE, opset=str(ONNX_OPSET)),
+                "weights": make_artifact(staging, WEIGHTS_FILE, stored=stored),
+                "onnx": make_artifact(staging, ONNX_FILE, opset=str(ONNX_OPSET), stored=stored),
             },
         )
         write_manifest(staging, manifest)

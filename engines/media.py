@@ -43,6 +43,31 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says about it (``frames`` may be 0 when unknown)."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Size, frame rate and frame count of a video file, without decoding it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            return VideoInfo(stream.width, stream.height, rate, stream.frames or 0)
+    except (av.error.FFmpegError, OSError) as error:
+        raise MediaError(f"{path} cannot be opened as a video: {error}") from error
+
+
 def iter_video(path: Path, every: int = 1, max_frames: int | None = None) -> Iterator[Frame]:
     """Decode every ``every``-th frame of a video file with PyAV (threaded decoding)."""
     import av

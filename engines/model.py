@@ -16,14 +16,35 @@ from torch import nn
 from fakewatch.engines.spec import ModelSpec
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised network for ``spec``: one output channel of logits.
+class FrameClassifier(nn.Module):
+    """The classification baseline: the same encoder, global pooling and one logit."""
 
-    Nothing is downloaded: encoder weights start random (``encoder_weights=None``).
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        from segmentation_models_pytorch.encoders import get_encoder
+
+        self.encoder = get_encoder(spec.encoder, depth=spec.encoder_depth, weights=None)
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(self.encoder.out_channels[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)[-1]
+        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1)
+        out: torch.Tensor = self.head(self.dropout(pooled))
+        return out  # (N, 1)
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """A freshly initialised network for ``spec``.
+
+    Segmentation: ``(N, 1, S, S)`` logits; classification: ``(N, 1)`` logits. Nothing is
+    downloaded: encoder weights start random (``encoder_weights=None``).
     """
     import segmentation_models_pytorch as smp
 
     try:
+        if spec.head == "classification":
+            return FrameClassifier(spec)
         network: nn.Module = smp.create_model(
             spec.architecture,
             encoder_name=spec.encoder,
@@ -50,7 +71,7 @@ class DeployedSegmenter(nn.Module):
         self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0))
 
     def logits(self, crops: torch.Tensor) -> torch.Tensor:
-        """Per-pixel log-odds ``(N, S, S)``: what training puts its loss on."""
+        """What training puts its loss on: per-pixel ``(N, S, S)`` or per-crop ``(N,)``."""
         mean = self.get_buffer("mean")
         inv_std = self.get_buffer("inv_std")
         x = (crops.permute(0, 3, 1, 2).to(mean.dtype) - mean) * inv_std
@@ -58,7 +79,11 @@ class DeployedSegmenter(nn.Module):
         return out[:, 0]
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(crops).float())
+        probabilities = torch.sigmoid(self.logits(crops).float())
+        if probabilities.dim() == 1:  # classifier: one probability spread over the mask
+            size = crops.shape[1]
+            probabilities = probabilities[:, None, None].expand(-1, size, size)
+        return probabilities
 
 
 def load_weights(network: nn.Module, path: Path) -> nn.Module:
@@ -75,9 +100,28 @@ def load_weights(network: nn.Module, path: Path) -> nn.Module:
     return network
 
 
-def save_weights(network: nn.Module, path: Path) -> None:
-    """Write ``network``'s state dict as safetensors (contiguous CPU tensors)."""
+def save_weights(network: nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
+    """Write ``network``'s state dict as safetensors, floating tensors as ``dtype``.
+
+    Loading casts them back to the network's float32 parameters.
+    """
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in network.state_dict().items()
+    }
     save_file(state, str(path))
+
+
+def round_to_half(network: nn.Module) -> nn.Module:
+    """Round every floating parameter and buffer to the nearest float16 value, in place.
+
+    The network still computes in float32; it just holds exactly what a float16 file
+    stores, so a network saved with half-precision storage and loaded again is the same.
+    """
+    with torch.no_grad():
+        for tensor in [*network.parameters(), *network.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return network

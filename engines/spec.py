@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Architecture = Literal["Unet", "UnetPlusPlus", "FPN", "Linknet", "DeepLabV3Plus"]
+Head = Literal["segmentation", "classification"]
 
 
 class ModelSpec(BaseModel):
@@ -14,12 +15,16 @@ class ModelSpec(BaseModel):
 
     A crop is a square RGB image of ``input_size`` pixels around a face box enlarged by
     ``crop_margin`` (see :func:`fakewatch.engines.crop.crop_face`). The network sees
-    ``(pixel / 255 - mean) / std`` per channel and returns one channel of logits: the
-    per-pixel log-odds that a pixel was generated rather than filmed.
+    ``(pixel / 255 - mean) / std`` per channel. A ``segmentation`` head returns one
+    channel of logits: the per-pixel log-odds that a pixel was generated rather than
+    filmed. A ``classification`` head (the frame-classifier baseline) returns one logit
+    per crop, which the deployed graph spreads over the whole mask so that every
+    runtime, score and report treats both alike.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    head: Head = Field("segmentation", description="per-pixel mask or one score per crop")
     architecture: Architecture = Field("Unet", description="segmentation-models-pytorch class")
     encoder: str = Field("mobilenet_v2", description="segmentation-models-pytorch encoder name")
     encoder_depth: int = Field(5, ge=3, le=5, description="number of encoder stages")

@@ -205,3 +205,26 @@ def test_unknown_backend_and_device_say_what_exists(bundle: EngineBundle) -> Non
 def test_reduced_precision_needs_a_recorded_parity_check(bundle: EngineBundle) -> None:
     with pytest.raises(BackendUnavailable, match="has no parity check with f32"):
         open_engine(bundle, "openvino", "cpu", "bf16")
+
+
+def test_classifier_bundle_spreads_one_score_over_the_mask(tmp_path: Path) -> None:
+    """The classification baseline runs through the same engines, scores and reports."""
+    import torch
+
+    from fakewatch.engines.export import write_bundle
+    from fakewatch.engines.model import build_model
+    from fakewatch.engines.spec import ModelSpec
+
+    spec = ModelSpec(head="classification", input_size=64)
+    torch.manual_seed(0)
+    network = build_model(spec).eval()
+    bundle = write_bundle(tmp_path / "classifier", network, spec, name="classifier")
+    crops = sample_crops(64, 3)
+    reference = open_engine(bundle, "torch").infer(crops)
+    for backend in ("onnxruntime", "openvino"):
+        masks = open_engine(bundle, backend).infer(crops)
+        np.testing.assert_allclose(masks, reference, atol=1e-4)
+    assert masks.shape == (3, 64, 64)
+    assert np.ptp(masks, axis=(1, 2)).max() == 0  # constant over each crop
+    scores, _ = score_masks(masks, spec.crop_margin)
+    np.testing.assert_allclose(scores, masks[:, 0, 0], atol=1e-6)

@@ -1,0 +1,50 @@
+"""Media made on the fly for tests: clips of a real face, and fakes with known masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """Encode RGB frames as H.264 (yuv420p, crf 18) into ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def face_clip(
+    face: np.ndarray, count: int = 12, size: tuple[int, int] = (320, 240)
+) -> list[np.ndarray]:
+    """A clip of ``face`` (the astronaut) drifting slowly across a ``size`` frame."""
+    width, height = size
+    scale = height / face.shape[0] * 0.9
+    small = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(count):
+        frame = np.full((height, width, 3), 90, dtype=np.uint8)
+        x = 10 + i * 2
+        frame[5 : 5 + small.shape[0], x : x + small.shape[1]] = small[:, : width - x]
+        frames.append(frame)
+    return frames
+
+
+def manipulate(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A crude face edit inside ``box`` (x0, y0, x1, y1): colour shift and blur."""
+    x0, y0, x1, y1 = box
+    out = frame.copy()
+    blurred = cv2.GaussianBlur(out[y0:y1, x0:x1], (9, 9), 0).astype(np.int16)
+    region = blurred + np.array([40, -20, 10], dtype=np.int16)
+    out[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+    return out

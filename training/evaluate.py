@@ -1,0 +1,440 @@
+"""``fakewatch evaluate BUNDLE DATA...``: how well a bundle separates real from fake.
+
+Every video is analysed the way ``fakewatch scan`` and the live stream analyse it (the
+same detector, crop, engine, score and sliding-window video score), at about 5 frames
+per second. The report gives:
+
+- frame level: AUC, AP, log-loss and TPR at fixed FPRs over frames with a face, in all
+  and per source (an all-real source reports its false-positive rate and mean score);
+- video level: the same over videos, each scored by its highest window mean;
+- pixel level: IoU and Dice of the masks against difference masks of real/fake pairs
+  and against official masks (image + ``*_mask.png`` pairs);
+- calibration: the window-score thresholds at 1% and 5% FPR on the real media,
+  written into the bundle as ``suspect`` and ``clear`` with ``--calibrate``;
+- plots: ROC/PR curves (every compared bundle side by side), score histograms and a
+  grid of mask overlays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fakewatch.engines.aggregate import DEFAULT_WINDOW, window_scores
+from fakewatch.engines.analyse import FaceAnalyser
+from fakewatch.engines.bundle import EngineBundle, Threshold
+from fakewatch.engines.crop import crop_face
+from fakewatch.engines.faces import FaceDetector, default_face_detector
+from fakewatch.engines.media import is_image, iter_frames, read_image
+from fakewatch.engines.runtimes import Engine, open_engine
+from fakewatch.engines.scan import analysis_stride
+from fakewatch.engines.scoring import score_masks
+from fakewatch.training.datasets import (
+    DatasetIndex,
+    PairedVideo,
+    read_dfdc,
+    read_ffpp,
+    read_pairs_folder,
+    read_real_folder,
+)
+from fakewatch.training.diffmask import crop_mask, iter_pair_samples
+from fakewatch.training.metrics import (
+    BinaryMetrics,
+    PixelMetrics,
+    VideoScores,
+    binary_metrics,
+    by_source,
+    pixel_iou_dice,
+    threshold_at_fpr,
+    video_metrics,
+)
+from fakewatch.training.plots import mask_overlay_grid, plot_roc_pr, score_histogram
+
+SUSPECT_FPR = 0.01
+CLEAR_FPR = 0.05
+
+
+@dataclass(frozen=True)
+class MaskExample:
+    """An image with an official manipulation mask beside it (``X.png`` + ``X_mask.png``)."""
+
+    image: Path
+    mask: Path
+    source: str
+
+
+@dataclass
+class EvaluationData:
+    """What to evaluate on: real media, real/fake pairs and masked example images."""
+
+    index: DatasetIndex
+    examples: list[MaskExample] = field(default_factory=list)
+
+
+def detect_layout(path: Path) -> str:
+    """``ffpp``, ``dfdc``, ``pairs``, ``masks`` or ``real`` from what the folder holds."""
+    if (path / "original_sequences").is_dir() or (path / "manipulated_sequences").is_dir():
+        return "ffpp"
+    if any(path.glob("dfdc_train_part_*")) or (path / "metadata.json").is_file():
+        return "dfdc"
+    if (path / "real").is_dir() and (path / "fake").is_dir():
+        return "pairs"
+    if any(path.glob("*_mask.png")):
+        return "masks"
+    return "real"
+
+
+def held_out(data: EvaluationData, sources: list[str], identities: list[str]) -> EvaluationData:
+    """Only the media of whole held-out sources or identities (a recipe's validation)."""
+
+    def keep(source: str, identity: str) -> bool:
+        return source in sources or identity in identities
+
+    index = DatasetIndex(
+        [r for r in data.index.reals if keep(r.source, r.identity)],
+        [p for p in data.index.pairs if keep(p.source, p.identity)],
+    )
+    return EvaluationData(index, [e for e in data.examples if keep(e.source, e.image.stem)])
+
+
+def read_evaluation_data(paths: list[Path], compression: str = "c23") -> EvaluationData:
+    """Read every folder with the reader its layout calls for (see :func:`detect_layout`)."""
+    data = EvaluationData(DatasetIndex([], []))
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"evaluation data {path} does not exist")
+        layout = detect_layout(path) if path.is_dir() else "real"
+        if layout == "ffpp":
+            data.index = data.index.merge(read_ffpp(path, compression))
+        elif layout == "dfdc":
+            data.index = data.index.merge(read_dfdc(path))
+        elif layout == "pairs":
+            data.index = data.index.merge(read_pairs_folder(path))
+        elif layout == "masks":
+            for mask in sorted(path.glob("*_mask.png")):
+                image = mask.with_name(mask.name.removesuffix("_mask.png") + ".png")
+                if image.is_file():
+                    data.examples.append(MaskExample(image, mask, path.name))
+        else:
+            data.index = data.index.merge(read_real_folder(path))
+    return data
+
+
+@dataclass
+class BundleResult:
+    """Everything measured for one bundle."""
+
+    label: str
+    videos: list[VideoScores] = field(default_factory=list)
+    frame_labels: list[int] = field(default_factory=list)
+    frame_scores: list[float] = field(default_factory=list)
+    frame_sources: list[str] = field(default_factory=list)
+    real_windows: list[float] = field(default_factory=list)
+    pixel: PixelMetrics | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
+
+    def add_frames(self, label: int, source: str, scores: list[float]) -> None:
+        self.frame_labels.extend([label] * len(scores))
+        self.frame_scores.extend(scores)
+        self.frame_sources.extend([source] * len(scores))
+
+
+class Evaluator:
+    """Runs one engine over evaluation data and collects the measurements."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        detector: FaceDetector,
+        window: int = DEFAULT_WINDOW,
+        max_frames: int = 150,
+        pixel_every: int = 10,
+        max_pixel_samples: int = 40,
+    ) -> None:
+        self.engine = engine
+        self.analyser = FaceAnalyser(engine, detector)
+        self.detector = detector
+        self.window = window
+        self.max_frames = max_frames
+        self.pixel_every = pixel_every
+        self.max_pixel_samples = max_pixel_samples
+
+    def run(self, data: EvaluationData, label: str, progress: bool = True) -> BundleResult:
+        from tqdm import tqdm
+
+        result = BundleResult(label)
+        items = list(_media_items(data.index))
+        for path, item_label, source in tqdm(items, desc=label, disable=not progress, unit="file"):
+            self._media(result, path, item_label, source)
+        if data.index.pairs:
+            self._pixels(result, data.index.pairs)
+        for example in data.examples:
+            result.examples.append(self._example(example))
+        return result
+
+    def _media(self, result: BundleResult, path: Path, label: int, source: str) -> None:
+        every = analysis_stride(path)
+        scores = [
+            frame.score
+            for _, frame in self.analyser.analyse(iter_frames(path, every, self.max_frames))
+            if frame.score is not None
+        ]
+        result.add_frames(label, source, scores)
+        if is_image(path):
+            if label == 0:
+                result.real_windows.extend(scores)
+            return
+        result.videos.append(VideoScores(str(path), label, source, scores))
+        if label == 0:
+            result.real_windows.extend(window_scores(scores, self.window).tolist())
+
+    def _pixels(self, result: BundleResult, pairs: list[PairedVideo]) -> None:
+        spec = self.engine.bundle.spec
+        per_pair = max(1, self.max_pixel_samples // len(pairs))
+        crops, truths = [], []
+        for pair in pairs:
+            samples = iter_pair_samples(pair, spec, self.detector, every=self.pixel_every)
+            for n, sample in enumerate(samples):
+                if n >= per_pair:
+                    break
+                crops.append(sample.fake_crop)
+                truths.append(sample.mask > 0)
+        if not crops:
+            return
+        batch = np.stack(crops)
+        predictions = np.concatenate(
+            [self.engine.infer(batch[i : i + 8]) for i in range(0, len(batch), 8)]
+        )
+        truth = np.stack(truths)
+        result.pixel = pixel_iou_dice(predictions, truth)
+        scores, _ = score_masks(predictions, spec.crop_margin)
+        titles = [f"fake {s:.2f}" for s in scores]
+        keep = np.linspace(0, len(batch) - 1, min(16, len(batch))).astype(int)
+        result.grid = (batch[keep], predictions[keep], truth[keep], [titles[i] for i in keep])
+
+    def _example(self, example: MaskExample) -> dict[str, Any]:
+        spec = self.engine.bundle.spec
+        image = read_image(example.image)
+        mask = cv2.imread(str(example.mask), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise ValueError(f"{example.mask} is not a readable mask image")
+        if mask.shape != image.shape[:2]:
+            mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        faces = self.detector.detect(image)
+        record: dict[str, Any] = {"image": example.image.name, "faces": len(faces)}
+        if not faces:
+            return record
+        box = faces[0].box
+        crop = crop_face(image, box, spec.input_size, spec.crop_margin).image
+        truth = crop_mask(
+            np.where(mask > 24, 255, 0).astype(np.uint8), box, spec.input_size, spec.crop_margin
+        )
+        predicted = self.engine.infer(crop[None])
+        pixel = pixel_iou_dice(predicted, (truth > 0)[None])
+        score, area = score_masks(predicted, spec.crop_margin)
+        record |= {
+            "manipulated": bool(truth.any()),
+            "score": round(float(score[0]), 4),
+            "area": round(float(area[0]), 4),
+            "iou": None if not truth.any() else round(pixel.iou, 4),
+            "dice": None if not truth.any() else round(pixel.dice, 4),
+        }
+        return record
+
+
+def _media_items(index: DatasetIndex) -> Iterator[tuple[Path, int, str]]:
+    """Every real medium once (label 0) and every fake video (label 1), with its source."""
+    seen: set[Path] = set()
+    for real in index.reals:
+        if real.path not in seen:
+            seen.add(real.path)
+            yield real.path, 0, real.source
+    for pair in index.pairs:
+        if pair.real not in seen:
+            seen.add(pair.real)
+            yield pair.real, 0, f"{pair.source}/real"
+        yield pair.fake, 1, f"{pair.source}/{pair.method}"
+
+
+def calibrate(result: BundleResult, source_description: str) -> dict[str, Threshold]:
+    """``suspect`` and ``clear`` window-score thresholds at 1% and 5% FPR on real media."""
+    if not result.real_windows:
+        raise ValueError("calibration needs real media with faces in the evaluation data")
+    reals = np.asarray(result.real_windows)
+    return {
+        "suspect": threshold_at_fpr(reals, SUSPECT_FPR, f"window scores of {source_description}"),
+        "clear": threshold_at_fpr(reals, CLEAR_FPR, f"window scores of {source_description}"),
+    }
+
+
+def summarise(result: BundleResult, threshold: float, window: int) -> dict[str, Any]:
+    """The JSON-able measurements of one bundle."""
+    labels = np.asarray(result.frame_labels, dtype=int)
+    scores = np.asarray(result.frame_scores, dtype=float)
+    frame: BinaryMetrics = binary_metrics(labels, scores, threshold)
+    video = video_metrics(result.videos, window, threshold) if result.videos else None
+    sources = by_source(labels, scores, result.frame_sources, threshold) if len(labels) else {}
+    video_by_source: dict[str, Any] = {}
+    for source in sorted({v.source for v in result.videos}):
+        group = [v for v in result.videos if v.source == source]
+        video_by_source[source] = video_metrics(group, window, threshold).to_dict()
+    ious = [e["iou"] for e in result.examples if e.get("iou") is not None]
+    return {
+        "engine": result.label,
+        "threshold": threshold,
+        "frame": frame.to_dict(),
+        "frame_by_source": {k: v.to_dict() for k, v in sources.items()},
+        "video": None if video is None else video.to_dict(),
+        "video_by_source": video_by_source,
+        "videos": [
+            {
+                "name": Path(v.name).name,
+                "source": v.source,
+                "label": v.label,
+                "frames": len(v.frame_scores),
+                "score": _video_score(v, window),
+            }
+            for v in result.videos
+        ],
+        "pixel_pairs": None if result.pixel is None else _pixel_summary(result.pixel),
+        "examples": result.examples,
+        "examples_mean_iou": round(float(np.mean(ious)), 4) if ious else None,
+    }
+
+
+def _video_score(video: VideoScores, window: int) -> float | None:
+    from fakewatch.engines.aggregate import video_score
+
+    score = video_score(list(video.frame_scores), window)
+    return None if score is None else round(score, 4)
+
+
+def _pixel_summary(pixel: PixelMetrics) -> dict[str, Any]:
+    summary = pixel.to_dict()
+    summary.pop("per_sample_iou", None)
+    summary.pop("per_sample_dice", None)
+    return summary
+
+
+def evaluate(
+    bundles: list[Path],
+    data_paths: list[Path],
+    out_dir: Path,
+    backend: str = "auto",
+    write_thresholds: bool = False,
+    window: int = DEFAULT_WINDOW,
+    max_frames: int = 150,
+    progress: bool = True,
+    holdout: tuple[list[str], list[str]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one or more bundles on the same data; the first is the one calibrated.
+
+    ``holdout`` (sources, identities) keeps only those media, e.g. a recipe's held-out
+    validation sources.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = read_evaluation_data(data_paths)
+    if holdout is not None:
+        data = held_out(data, *holdout)
+    if not data.index.reals and not data.index.pairs and not data.examples:
+        raise ValueError(f"no media found in {[str(p) for p in data_paths]}")
+    detector = default_face_detector()
+    description = ", ".join(str(p) for p in data_paths)
+    report: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": [str(p) for p in data_paths],
+        "held_out_only": None
+        if holdout is None
+        else {"sources": holdout[0], "identities": holdout[1]},
+        "window": window,
+        "bundles": [],
+    }
+    results: list[BundleResult] = []
+    for position, folder in enumerate(bundles):
+        bundle = EngineBundle.load(folder)
+        engine = open_engine(bundle, backend)
+        label = f"{bundle.manifest.name} ({bundle.spec.head})"
+        result = Evaluator(engine, detector, window, max_frames).run(data, label, progress)
+        results.append(result)
+        thresholds = calibrate(result, description) if result.real_windows else {}
+        threshold = thresholds["suspect"].value if thresholds else 0.5
+        summary = summarise(result, threshold, window)
+        summary |= {
+            "bundle": str(bundle.folder),
+            "model_sha256": bundle.model_sha256,
+            "calibrated_thresholds": {k: v.model_dump() for k, v in thresholds.items()},
+        }
+        if position == 0 and write_thresholds and thresholds:
+            bundle.manifest.thresholds = thresholds
+            bundle.manifest.provenance.metrics |= _headline(summary)
+            bundle.save_manifest()
+            summary["thresholds_written"] = True
+        report["bundles"].append(summary)
+        _plots(result, thresholds, out_dir, position)
+    _comparison_plots(results, out_dir, report, window)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def _headline(summary: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, path in (("frame_auc", ("frame", "auc")), ("video_auc", ("video", "auc"))):
+        value = summary.get(path[0]) or {}
+        if value.get(path[1]) is not None:
+            out[key] = float(value[path[1]])
+    if summary.get("examples_mean_iou") is not None:
+        out["examples_pixel_iou"] = float(summary["examples_mean_iou"])
+    return out
+
+
+def _plots(
+    result: BundleResult, thresholds: dict[str, Threshold], out_dir: Path, position: int
+) -> None:
+    suffix = "" if position == 0 else f"_{position}"
+    groups: dict[str, list[float]] = {}
+    for label, score, source in zip(
+        result.frame_labels, result.frame_scores, result.frame_sources, strict=True
+    ):
+        groups.setdefault(f"{'fake' if label else 'real'}: {source}", []).append(score)
+    if groups:
+        score_histogram(
+            {k: np.asarray(v) for k, v in sorted(groups.items())},
+            {k: t.value for k, t in thresholds.items()},
+            out_dir / f"frame_scores{suffix}.png",
+            title=result.label,
+        )
+    if result.grid is not None:
+        images, predictions, truths, titles = result.grid
+        mask_overlay_grid(images, predictions, truths, titles, out_dir / f"masks{suffix}.png")
+
+
+def _comparison_plots(
+    results: list[BundleResult], out_dir: Path, report: dict[str, Any], window: int
+) -> None:
+    from fakewatch.training.metrics import video_level_scores
+
+    frame_curves = {
+        r.label: (np.asarray(r.frame_labels), np.asarray(r.frame_scores))
+        for r in results
+        if len(set(r.frame_labels)) == 2
+    }
+    if frame_curves:
+        plot_roc_pr(frame_curves, out_dir / "roc_pr_frames.png", "frames")
+        report["plots"] = ["roc_pr_frames.png"]
+    video_curves = {}
+    for r in results:
+        labels, scores, _, _ = video_level_scores(r.videos, window)
+        if len(set(np.asarray(labels).tolist())) == 2:
+            video_curves[r.label] = (np.asarray(labels), np.asarray(scores))
+    if video_curves:
+        plot_roc_pr(video_curves, out_dir / "roc_pr_videos.png", "videos")
+        report.setdefault("plots", []).append("roc_pr_videos.png")
