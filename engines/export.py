@@ -134,6 +134,10 @@ def write_bundle(
             },
         )
         write_manifest(staging, manifest)
+        # mkdtemp makes the folder private; a bundle is read by whoever runs the engine
+        staging.chmod(0o755)
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)

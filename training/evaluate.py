@@ -175,7 +175,8 @@ class Evaluator:
         items = list(_media_items(data.index))
         for path, item_label, source in tqdm(items, desc=label, disable=not progress, unit="file"):
             self._media(result, path, item_label, source)
-        if data.index.pairs:
+        segments = self.engine.bundle.spec.head == "segmentation"
+        if data.index.pairs and segments:  # a classifier's flat mask has no pixel accuracy
             self._pixels(result, data.index.pairs)
         for example in data.examples:
             result.examples.append(self._example(example))
@@ -241,12 +242,13 @@ class Evaluator:
         predicted = self.engine.infer(crop[None])
         pixel = pixel_iou_dice(predicted, (truth > 0)[None])
         score, area = score_masks(predicted, spec.crop_margin)
+        measured = truth.any() and spec.head == "segmentation"
         record |= {
             "manipulated": bool(truth.any()),
             "score": round(float(score[0]), 4),
             "area": round(float(area[0]), 4),
-            "iou": None if not truth.any() else round(pixel.iou, 4),
-            "dice": None if not truth.any() else round(pixel.dice, 4),
+            "iou": round(pixel.iou, 4) if measured else None,
+            "dice": round(pixel.dice, 4) if measured else None,
         }
         return record
 
@@ -366,7 +368,13 @@ def evaluate(
         result = Evaluator(engine, detector, window, max_frames).run(data, label, progress)
         results.append(result)
         thresholds = calibrate(result, description) if result.real_windows else {}
-        threshold = thresholds["suspect"].value if thresholds else 0.5
+        # rates are reported at the threshold the bundle will use: the one calibrated
+        # here when writing it, else the bundle's own (0.5 if it has none)
+        own = bundle.manifest.thresholds.get("suspect")
+        if write_thresholds and position == 0 and thresholds:
+            threshold = thresholds["suspect"].value
+        else:
+            threshold = own.value if own is not None else 0.5
         summary = summarise(result, threshold, window)
         summary |= {
             "bundle": str(bundle.folder),

@@ -21,8 +21,18 @@ from fakewatch.engines.media import MediaError
 from fakewatch.training.blend import BlendConfig, self_blend
 
 WORK_SIZE = 256
+# A cheap face edit that a viewer can see: the whole face, a strong colour and
+# sharpness change (stronger than the subtle training blends).
 DEMO_BLEND = BlendConfig(
-    region_weights={"face": 1.0}, ratios=(1.0,), brightness=0.08, rgb_shift=10.0
+    region_weights={"face": 1.0},
+    ratios=(1.0,),
+    brightness=0.12,
+    rgb_shift=18.0,
+    hue_shift=10.0,
+    saturation=0.3,
+    blur_sigma_px=(1.5, 2.5),
+    resample=(0.3, 0.5),
+    scale=(0.97, 1.03),
 )
 
 
