@@ -88,7 +88,10 @@ class TrainConfig(_Strict):
     half_storage: bool = Field(
         False, description="store the bundle's weights as float16 (half the size, f32 compute)"
     )
-    output: Path = Field(description="run folder: checkpoints, metrics.csv, cache, bundle")
+    output: Path = Field(description="run folder: checkpoints, metrics.csv, bundle")
+    cache: Path | None = Field(
+        None, description="face-crop cache folder, shareable between recipes (default OUTPUT/cache)"
+    )
     spec: ModelSpec = Field(default_factory=ModelSpec)
     data: list[DataSource] = Field(min_length=1)
     validation: Validation = Field(default_factory=Validation)
@@ -120,6 +123,8 @@ def load_config(path: Path) -> TrainConfig:
         raise ConfigError(f"{path} is not a valid training config:\n{error}") from error
     base = Path(path).resolve().parent
     config.output = base / config.output
+    if config.cache is not None:
+        config.cache = base / config.cache
     for source in config.data:
         source.path = base / source.path
         if not source.path.exists():

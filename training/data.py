@@ -301,7 +301,7 @@ class PreparedData:
 def prepare(config: TrainConfig, detector: FaceDetector, progress: bool = True) -> PreparedData:
     """Read, cache, split and wrap the configured data."""
     sources = read_sources(config)
-    cache = config.output / "cache"
+    cache = config.cache or config.output / "cache"
     reals = build_real_cache(sources, config.spec, detector, cache / "reals", progress)
     fakes, pair_stats = None, None
     if any(s.index.pairs for s in sources):
