@@ -9,13 +9,19 @@ import cv2
 import numpy as np
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """Encode RGB frames as H.264 (yuv420p, crf 18) into ``path``."""
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 10,
+    crf: int = 18,
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Encode RGB frames as H.264 into ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": "18"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -12,6 +13,16 @@ import pytest
 
 from fakewatch.cli.main import main
 from tests.media import face_clip, write_video
+
+
+def scan_report(path: Path, bundle: Path, report: Path, *options: str) -> dict[str, Any]:
+    """Run ``fakewatch scan`` quietly; assert it succeeded and return its JSON report."""
+    status = main(
+        ["scan", str(path), "--engine", str(bundle), "--report", str(report), "--quiet", *options]
+    )
+    assert status == 0
+    result: dict[str, Any] = json.loads(report.read_text())
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +34,16 @@ def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pat
 def test_scan_writes_report_masks_and_annotated_video(
     clip: Path, untrained_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report_path, masks, annotated = tmp_path / "r.json", tmp_path / "masks", tmp_path / "a.mp4"
-    status = main(
-        [
-            "scan",
-            str(clip),
-            "--engine",
-            str(untrained_bundle_dir),
-            "--report",
-            str(report_path),
-            "--save-masks",
-            str(masks),
-            "--annotate",
-            str(annotated),
-            "--quiet",
-        ]
+    masks, annotated = tmp_path / "masks", tmp_path / "a.mp4"
+    report = scan_report(
+        clip,
+        untrained_bundle_dir,
+        tmp_path / "r.json",
+        "--save-masks",
+        str(masks),
+        "--annotate",
+        str(annotated),
     )
-    assert status == 0
-    report = json.loads(report_path.read_text())
     assert report["verdict"] in ("fake", "real")
     assert 0 <= report["score"] <= 1
     assert report["threshold_calibrated"] is False and report["threshold"] == 0.5
@@ -62,42 +65,14 @@ def test_scan_writes_report_masks_and_annotated_video(
 def test_scan_an_image(astronaut: np.ndarray, untrained_bundle_dir: Path, tmp_path: Path) -> None:
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
-    report_path = tmp_path / "r.json"
-    status = main(
-        [
-            "scan",
-            str(image),
-            "--engine",
-            str(untrained_bundle_dir),
-            "--report",
-            str(report_path),
-            "--quiet",
-        ]
-    )
-    assert status == 0
-    report = json.loads(report_path.read_text())
+    report = scan_report(image, untrained_bundle_dir, tmp_path / "r.json")
     assert report["frames_analysed"] == 1 and len(report["frames"][0]["faces"]) == 1
 
 
 def test_no_face_verdict(untrained_bundle_dir: Path, tmp_path: Path) -> None:
     frames = [np.full((120, 160, 3), 40 + i, dtype=np.uint8) for i in range(6)]
     clip = write_video(tmp_path / "empty.mp4", frames, fps=5)
-    report_path = tmp_path / "r.json"
-    assert (
-        main(
-            [
-                "scan",
-                str(clip),
-                "--engine",
-                str(untrained_bundle_dir),
-                "--report",
-                str(report_path),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    report = json.loads(report_path.read_text())
+    report = scan_report(clip, untrained_bundle_dir, tmp_path / "r.json")
     assert report["verdict"] == "no-face" and report["score"] is None
 
 

@@ -1,22 +1,14 @@
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from fakewatch.engines.media import MediaError, iter_frames
+from tests.media import write_video
 
 
 def write_clip(path: Path, frames: int = 12, fps: int = 6) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            image = np.full((48, 64, 3), i * 20, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, [np.full((48, 64, 3), i * 20, dtype=np.uint8) for i in range(frames)], fps)
 
 
 def test_reads_every_nth_frame_with_times(tmp_path: Path) -> None:

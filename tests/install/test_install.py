@@ -25,17 +25,22 @@ print(json.dumps({m: __import__(m, fromlist=['x']).__file__ for m in
 """
 
 
-def _venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
+def _site_packages(python: Path) -> Path:
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+    return Path(site)
+
+
+def _venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
     # third-party packages come from the test environment, after the venv's own
-    Path(site, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    borrowed = _site_packages(python) / "borrowed.pth"
+    borrowed.write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
 
 
@@ -70,13 +75,7 @@ def _imported_from(python: Path, cwd: Path) -> dict[str, str]:
 
 
 def _top_level(python: Path) -> set[str]:
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return {p.name for p in Path(site).iterdir()}
+    return {p.name for p in _site_packages(python).iterdir()}
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -13,22 +12,15 @@ from fakewatch.training.datasets import (
     read_pairs_folder,
     read_real_folder,
 )
+from tests.media import write_video
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A tiny real video (64x48, 3 frames, libx264): every layout below is made of it."""
     path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=5)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(3):
-            image = np.full((48, 64, 3), 40 * i, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path.read_bytes()
+    frames = [np.full((48, 64, 3), 40 * i, dtype=np.uint8) for i in range(3)]
+    return write_video(path, frames, fps=5).read_bytes()
 
 
 def put(root: Path, data: bytes, *names: str) -> None:

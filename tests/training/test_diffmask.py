@@ -3,11 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 
+import tests.media
 from fakewatch.engines.crop import Box
 from fakewatch.engines.faces import Face, RetinaFaceDetector
 from fakewatch.engines.spec import ModelSpec
@@ -71,16 +71,8 @@ def paste_region(frame: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_video(path: Path, frames: list[np.ndarray], crf: int = 18) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10, options={"crf": str(crf)})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv444p"
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    """Full-chroma H.264, so colour edges of the pasted region survive encoding."""
+    return tests.media.write_video(path, frames, fps=10, crf=crf, pix_fmt="yuv444p")
 
 
 @pytest.fixture(scope="module")
