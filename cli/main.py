@@ -9,17 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fakewatch.cli import demo_command, engine_commands, scan_command, training_commands
-
-
-def package_version() -> str:
-    try:
-        return version("fakewatch")
-    except PackageNotFoundError:
-        return "0+unknown"
+from fakewatch.engines.defaults import installed_version
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fakewatch",
         description="Real-time deepfake detection for live video.",
     )
-    parser.add_argument("--version", action="version", version=f"fakewatch {package_version()}")
+    parser.add_argument("--version", action="version", version=f"fakewatch {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine_commands.register(commands)
     scan_command.register(commands)

@@ -53,30 +53,28 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from fakewatch.engines.faces import default_face_detector
     from fakewatch.engines.media import Frame, is_image, iter_frames, probe_video
     from fakewatch.engines.runtimes import open_engine
-    from fakewatch.engines.scan import analysis_stride, scan_file
+    from fakewatch.engines.scan import scan_file, stride_for, suspect_threshold
 
     path: Path = args.path
     list(iter_frames(path, max_frames=0))  # clear error for a missing or unknown file now
     bundle = EngineBundle.load(args.engine or default_bundle_path())
     engine = open_engine(bundle, args.backend, args.device, threads=args.threads)
-    every = args.every or analysis_stride(path)
+    video = None if is_image(path) else probe_video(path)
+    every = args.every or (stride_for(video.fps) if video else 1)
     if every < 1:
         raise ValueError(f"--every must be at least 1, got {every}")
     analyser = FaceAnalyser(
         engine, default_face_detector(), keep_masks=bool(args.save_masks or args.annotate)
     )
-    total = 1 if is_image(path) else (probe_video(path).frames // every or None)
+    total = (video.frames // every or None) if video else 1
     if total and args.max_frames:
         total = min(total, args.max_frames)
-    writer = (
-        _Annotator(args.annotate, max(1.0, probe_video(path).fps / every))
-        if args.annotate
-        else None
-    )
+    fps = video.fps / every if video else 1.0
+    writer = _Annotator(args.annotate, max(1.0, fps)) if args.annotate else None
     if args.save_masks:
         args.save_masks.mkdir(parents=True, exist_ok=True)
     progress = tqdm(total=total, unit="frame", disable=args.quiet, desc=path.name)
-    threshold = bundle.manifest.thresholds.get("suspect")
+    threshold, _ = suspect_threshold(analyser)
 
     def on_frame(frame: Frame, result: FrameResult) -> None:
         progress.update()
@@ -85,7 +83,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             if args.save_masks:
                 _write_png(args.save_masks / f"{frame.index:06d}.png", full)
             if writer:
-                writer.write(frame, result, full, threshold.value if threshold else 0.5)
+                writer.write(frame, result, full, threshold)
 
     try:
         report = scan_file(

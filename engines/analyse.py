@@ -92,12 +92,7 @@ class FaceAnalyser:
     ) -> Iterator[tuple[Frame, FrameResult]]:
         if crops:
             batch = np.stack(crops)
-            masks = np.concatenate(
-                [
-                    self.engine.infer(batch[i : i + self.engine.max_batch])
-                    for i in range(0, len(batch), self.engine.max_batch)
-                ]
-            )
+            masks = self.engine.infer_batches(batch)
             scores, areas = score_masks(
                 masks, self._margin, self._scoring.top_fraction, self._scoring.area_threshold
             )

@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fakewatch.engines.defaults import installed_version
 from fakewatch.engines.scoring import DEFAULT_AREA_THRESHOLD, DEFAULT_TOP_FRACTION
 from fakewatch.engines.spec import ModelSpec
 
@@ -100,7 +101,7 @@ class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    fakewatch_version: str = ""
+    fakewatch_version: str = Field(default_factory=installed_version)
     data: list[str] = Field(default_factory=list)
     recipe: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)

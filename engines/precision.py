@@ -7,7 +7,7 @@ real calibration crops, its frame scores stayed within a tolerance of the f32 en
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +58,6 @@ def collect_crops(
     return np.stack(crops)
 
 
-def _batches(crops: np.ndarray, size: int = 8) -> Iterator[np.ndarray]:
-    for start in range(0, len(crops), size):
-        yield crops[start : start + size]
-
-
-def run_all(engine: Engine, crops: np.ndarray) -> np.ndarray:
-    """Masks for every crop, in batches of 8."""
-    return np.concatenate([engine.infer(batch) for batch in _batches(crops)])
-
-
 def compare(
     reference: Engine,
     candidate: Engine,
@@ -76,8 +66,8 @@ def compare(
     calibration: str,
 ) -> PrecisionCheck:
     """Run both engines on ``crops`` and record how far the candidate strays."""
-    expected = run_all(reference, crops)
-    actual = run_all(candidate, crops)
+    expected = reference.infer_batches(crops, 8)
+    actual = candidate.infer_batches(crops, 8)
     margin = reference.bundle.spec.crop_margin
     scoring = reference.bundle.manifest.scoring
     expected_scores, _ = score_masks(expected, margin, scoring.top_fraction, scoring.area_threshold)
@@ -113,7 +103,7 @@ def quantize_int8(bundle: EngineBundle, crops: np.ndarray) -> None:
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self._batches = _batches(crops, 1)
+            self._batches = (crops[i : i + 1] for i in range(len(crops)))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._batches, None)

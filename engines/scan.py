@@ -48,12 +48,14 @@ class ScanReport(BaseModel):
     frames: list[FrameReport]
 
 
+def stride_for(rate: float, fps: float = DEFAULT_ANALYSIS_FPS) -> int:
+    """Every n-th frame of a ``rate``-fps video gives about ``fps`` analysed frames/s."""
+    return max(1, round(rate / fps)) if rate else 1
+
+
 def analysis_stride(path: Path, fps: float = DEFAULT_ANALYSIS_FPS) -> int:
     """Analyse about ``fps`` frames per second of a video: every n-th frame."""
-    if is_image(path):
-        return 1
-    rate = probe_video(path).fps
-    return max(1, round(rate / fps)) if rate else 1
+    return 1 if is_image(path) else stride_for(probe_video(path).fps, fps)
 
 
 def suspect_threshold(analyser: FaceAnalyser) -> tuple[float, bool]:

@@ -64,6 +64,11 @@ def read_sources(config: TrainConfig) -> list[SourceData]:
     return [SourceData(source, READERS[source.layout](source)) for source in config.data]
 
 
+def _sampling(sources: list[SourceData]) -> dict[str, object]:
+    """The frame sampling of every source: part of what a cache's content depends on."""
+    return {"sampling": [(s.source.every, s.source.max_frames_per_video) for s in sources]}
+
+
 def build_real_cache(
     sources: list[SourceData], spec: ModelSpec, detector: FaceDetector, folder: Path, progress: bool
 ) -> ShardSet:
@@ -75,7 +80,7 @@ def build_real_cache(
         [r.path for _, r in media],
         spec,
         detector=detector,
-        extra={"sampling": [(s.source.every, s.source.max_frames_per_video) for s in sources]},
+        extra=_sampling(sources),
     )
     if ShardSet.is_current(folder, key):
         return ShardSet.open(folder, key)
@@ -113,7 +118,7 @@ def build_pair_cache(
         spec,
         mask_config,
         detector,
-        extra={"sampling": [(s.source.every, s.source.max_frames_per_video) for s in sources]},
+        extra=_sampling(sources),
     )
     stats = PairStats()
     if ShardSet.is_current(folder, key):
@@ -256,7 +261,7 @@ def validation_set(
     chosen_reals = sorted(
         rng.permutation(real_indices)[: limit // (2 + validation.synthetic_per_real)]
     )
-    for i in chosen_reals:
+    for position, i in enumerate(chosen_reals):
         crop, _, meta = reals[int(i)]
         crops.append(crop)
         masks.append(np.zeros(crop.shape[:2], dtype=np.float32))
@@ -267,7 +272,7 @@ def validation_set(
             if n % 2 == 0 or len(chosen_reals) < 2:
                 blend = self_blend(crop, _landmarks(meta), sample_rng)
             else:
-                j = int(chosen_reals[(list(chosen_reals).index(i) + 1) % len(chosen_reals)])
+                j = int(chosen_reals[(position + 1) % len(chosen_reals)])
                 source, _, source_meta = reals[j]
                 blend = cross_blend(
                     crop, _landmarks(meta), source, _landmarks(source_meta), sample_rng

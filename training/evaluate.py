@@ -212,9 +212,7 @@ class Evaluator:
         if not crops:
             return
         batch = np.stack(crops)
-        predictions = np.concatenate(
-            [self.engine.infer(batch[i : i + 8]) for i in range(0, len(batch), 8)]
-        )
+        predictions = self.engine.infer_batches(batch, 8)
         truth = np.stack(truths)
         result.pixel = pixel_iou_dice(predictions, truth)
         scores, _ = score_masks(predictions, spec.crop_margin)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
@@ -36,7 +35,6 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> Pa
         if best.val_pixel_iou is not None:
             metrics["val_pixel_iou"] = round(best.val_pixel_iou, 5)
     provenance = Provenance(
-        fakewatch_version=_version(),
         data=[f"{s.layout}:{s.path.name}" for s in config.data],
         recipe=recipe,
         metrics=metrics,
@@ -50,10 +48,3 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> Pa
         half_storage=config.half_storage,
     )
     return bundle.folder
-
-
-def _version() -> str:
-    try:
-        return version("fakewatch")
-    except PackageNotFoundError:
-        return "unknown"

@@ -52,6 +52,14 @@ class Engine(ABC):
         masks = self._run(np.ascontiguousarray(crops))
         return np.asarray(masks, dtype=np.float32).reshape(crops.shape[0], self.size, self.size)
 
+    def infer_batches(self, crops: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Masks for any number of crops, run ``batch_size`` (default :attr:`max_batch`)
+        at a time."""
+        size = min(batch_size or self.max_batch, self.max_batch)
+        if len(crops) == 0:
+            return np.zeros((0, self.size, self.size), dtype=np.float32)
+        return np.concatenate([self.infer(crops[i : i + size]) for i in range(0, len(crops), size)])
+
     def warmup(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run each batch size once so the first real call is not slowed by compilation."""
         for n in batch_sizes:
