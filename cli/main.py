@@ -11,7 +11,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fakewatch.cli import demo_command, engine_commands, scan_command, training_commands
+from fakewatch.cli import (
+    demo_command,
+    engine_commands,
+    scan_command,
+    serve_command,
+    training_commands,
+)
 from fakewatch.engines.defaults import installed_version
 
 
@@ -24,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine_commands.register(commands)
     scan_command.register(commands)
+    serve_command.register(commands)
     training_commands.register(commands)
     demo_command.register(commands)
     return parser

@@ -1,4 +1,4 @@
-"""``fakewatch scan PATH``: score a video or an image file."""
+"""``fakewatch scan PATH|URL``: score a video or image file, or a live stream for a while."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import numpy as np
 
 
 def register(commands: Any) -> None:
-    scan = commands.add_parser("scan", help="scan a video or image file for manipulated faces")
-    scan.add_argument("path", type=Path, help="video or image file")
+    scan = commands.add_parser(
+        "scan", help="scan a video or image file, or a live URL, for manipulated faces"
+    )
+    scan.add_argument("path", help="video or image file, or a stream URL (rtsp://, srt://...)")
+    scan.add_argument(
+        "--seconds", type=float, default=30.0, help="how long to watch a live URL (default 30)"
+    )
+    scan.add_argument("--config", type=Path, default=None, help="service config for a live URL")
     scan.add_argument("--engine", type=Path, default=None, help="bundle folder (default: shipped)")
     scan.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, torch, ...")
     scan.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -44,6 +50,37 @@ def register(commands: Any) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    if "://" in args.path:
+        return _scan_url(args)
+    args.path = Path(args.path)
+    return _scan_file(args)
+
+
+def _scan_url(args: argparse.Namespace) -> int:
+    """A live URL through the service's pipeline for ``--seconds``; the same report."""
+    import asyncio
+
+    from fakewatch.cli.serve_command import build_config
+    from fakewatch.stream.live_scan import scan_live
+    from fakewatch.stream.logs import configure_logging
+    from fakewatch.stream.service import open_pipeline
+
+    if args.seconds <= 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    extra: dict[str, Any] = {"engine.backend": args.backend, "engine.device": args.device}
+    if args.threads:
+        extra["engine.threads"] = args.threads
+    if args.window:
+        extra["vote.window_frames"] = args.window
+        extra["vote.min_frames"] = min(args.window, 5)
+    config = build_config(args, extra)
+    configure_logging("warning" if args.quiet else config.logging.level)
+    report = asyncio.run(scan_live(args.path, open_pipeline(config), args.seconds))
+    _finish(args, report)
+    return 0
+
+
+def _scan_file(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fakewatch.engines.aggregate import DEFAULT_WINDOW
@@ -93,6 +130,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         progress.close()
         if writer:
             writer.close()
+    _finish(args, report)
+    return 0
+
+
+def _finish(args: argparse.Namespace, report: Any) -> None:
+    """Write the report if asked, and print the one-line verdict."""
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report.model_dump(mode="json"), indent=1) + "\n")
@@ -100,10 +143,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     score = "-" if report.score is None else f"{report.score:.3f}"
     note = "" if report.threshold_calibrated else " (uncalibrated)"
     print(
-        f"{path}: {report.verdict} (score {score}, threshold {report.threshold:.3f}{note}; "
-        f"{report.frames_analysed} frames analysed, {faces} faces, engine {report.engine})"
+        f"{report.source}: {report.verdict} (score {score}, threshold {report.threshold:.3f}"
+        f"{note}; {report.frames_analysed} frames analysed, {faces} faces, "
+        f"engine {report.engine})"
     )
-    return 0
 
 
 def _full_mask(frame: Any, result: Any) -> np.ndarray:

@@ -71,13 +71,14 @@ def test_the_ffpp_fake_scores_above_its_original(
 
 
 @pytest.mark.slow
-def test_demo_with_a_clip_of_ones_own(
+def test_offline_demo_with_a_clip_of_ones_own(
     astronaut: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.media import face_clip, write_video
 
     clip = write_video(tmp_path / "mine.mp4", face_clip(astronaut, count=70), fps=5)
-    assert main(["demo", "--clip", str(clip), "--cache", str(tmp_path / "cache")]) == 0
+    cache = str(tmp_path / "cache")
+    assert main(["demo", "--offline", "--clip", str(clip), "--cache", cache]) == 0
     out = capsys.readouterr().out
     assert "window score per second" in out and "manipulated span 4-12 s" in out
     results = tmp_path / "cache" / "results"
@@ -91,3 +92,20 @@ def test_demo_with_a_clip_of_ones_own(
     real = json.loads((results / "real.json").read_text())
     manipulated = json.loads((results / "manipulated.json").read_text())
     assert real["frames_analysed"] == manipulated["frames_analysed"] == 70
+
+
+def test_live_demo_serves_ones_own_clip_as_a_looping_stream(
+    astronaut: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.media import face_clip, write_video
+
+    clip = write_video(tmp_path / "mine.mp4", face_clip(astronaut, count=20), fps=10)
+    args = ["demo", "--clip", str(clip), "--cache", str(tmp_path / "cache")]
+    assert main([*args, "--port", "0", "--duration", "6"]) == 0
+    captured = capsys.readouterr()
+    assert "fakewatch is watching the demo stream mine.manipulated-" in captured.out
+    assert "/api/streams" in captured.out and "/metrics" in captured.out
+    assert "stream.up stream=demo" in captured.err
+    assert "stream.removed stream=demo" in captured.err
+    # a 2 s clip looping for 6 s: the file restarts without a stream.down
+    assert "stream.down" not in captured.err

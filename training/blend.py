@@ -74,6 +74,8 @@ class BlendConfig:
     resample: tuple[float, float] = (0.35, 0.8)
     """Downscale-then-upscale factor of the source, as a face generator's lower resolution
     leaves it (the third option; the fourth leaves sharpness alone)."""
+    sharpness: tuple[str, ...] = ("blur", "sharpen", "resample", "none")
+    """The sharpness options drawn from, with equal chance."""
     scale: tuple[float, float] = (0.95, 1.05)
     """Per-axis resize of the self-blend source about the face centre."""
     shift: float = 0.02
@@ -332,16 +334,17 @@ def _colour_jitter(
 def _sharpness_jitter(
     image: np.ndarray, rng: np.random.Generator, config: BlendConfig
 ) -> tuple[np.ndarray, str]:
-    """Blur, sharpen, resample (down then up) or leave alone, with equal chance."""
-    choice = int(rng.integers(4))
+    """Blur, sharpen, resample (down then up) or leave alone: one of ``config.sharpness``,
+    with equal chance."""
+    choice = config.sharpness[int(rng.integers(len(config.sharpness)))]
     size = image.shape[0]
-    if choice == 0:
+    if choice == "blur":
         return cv2.GaussianBlur(image, (0, 0), rng.uniform(*config.blur_sigma_px)), "blur"
-    if choice == 1:
+    if choice == "sharpen":
         blurred = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.8, 2.0))
         amount = rng.uniform(*config.sharpen)
         return cv2.addWeighted(image, 1 + amount, blurred, -amount, 0), "sharpen"
-    if choice == 2:
+    if choice == "resample":
         side = max(8, round(size * rng.uniform(*config.resample)))
         small = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
         up = (cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(rng.integers(2))]

@@ -1,0 +1,253 @@
+"""The HTTP API (aiohttp): streams, WebRTC ingest, health and metrics.
+
+``/api/*`` are control endpoints: when ``server.token`` is set each needs
+``Authorization: Bearer <token>`` (compared in constant time). Health, readiness and
+metrics stay open for probes and scrapers. Every error is JSON:
+``{"error": "<what went wrong and what to do>"}``.
+
+WebRTC ingest follows WHIP (RFC 9725): ``POST /api/whip`` with an ``application/sdp``
+offer is answered ``201 Created`` with the SDP answer and a ``Location`` to ``DELETE``
+when publishing ends. ``POST /api/webrtc/offer`` takes the same offer as JSON.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fakewatch.stream.config import ServiceConfig
+from fakewatch.stream.ffmpeg_source import SourceURLError
+from fakewatch.stream.frames import DropReason, LatestFrame, Source, StatusListener
+from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.pipeline import Pipeline, StreamLimitError, StreamNameError
+from fakewatch.stream.redact import redact_text
+from fakewatch.stream.webrtc import WebRTCOfferError, WebRTCSource
+
+logger = logging.getLogger(f"{LOGGER_NAME}.api")
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+CONFIG = web.AppKey("config", ServiceConfig)
+BASE_URL = web.AppKey("base_url", dict)  # {"url": ...}, set once the server is bound
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token on control endpoints; every error answered as JSON."""
+    token = request.app[CONFIG].server.token
+    if token and request.path.startswith("/api/"):
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return error(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer <server.token>)",
+                {"WWW-Authenticate": 'Bearer realm="fakewatch"'},
+            )
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.text or exc.reason)
+    except Exception as exc:  # never leak a traceback to a client
+        log(
+            logger,
+            logging.ERROR,
+            "api.error",
+            path=request.path,
+            error=redact_text(f"{type(exc).__name__}: {exc}"),
+        )
+        return error(500, "internal error; see the service log")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send JSON (Content-Type: application/json)")
+    if request.content_length is not None and request.content_length > 65536:
+        raise web.HTTPRequestEntityTooLarge(max_size=65536, actual_size=request.content_length)
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def _pipeline(request: web.Request) -> Pipeline:
+    return request.app[PIPELINE]
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    streams = [s.snapshot() for s in _pipeline(request).streams.values()]
+    return web.json_response({"streams": streams})
+
+
+async def add_stream(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    url, name = body.get("url"), body.get("name")
+    unknown = set(body) - {"url", "name"}
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown fields: {', '.join(sorted(unknown))}")
+    if not isinstance(url, str) or not url:
+        raise web.HTTPBadRequest(text='"url" is required and must be a string')
+    if name is not None and not isinstance(name, str):
+        raise web.HTTPBadRequest(text='"name" must be a string')
+    try:
+        state = await _pipeline(request).add_url(url, name)
+    except StreamLimitError as exc:
+        return error(429, str(exc))
+    except StreamNameError as exc:
+        return error(409 if "exists" in str(exc) else 400, str(exc))
+    except SourceURLError as exc:
+        return error(400, str(exc))
+    return web.json_response(
+        {"id": state.id, "name": state.name, "source": state.description},
+        status=201,
+        headers={"Location": f"/api/streams/{state.id}"},
+    )
+
+
+async def get_stream(request: web.Request) -> web.Response:
+    state = _pipeline(request).find(request.match_info["id"])
+    if state is None:
+        return error(404, f"no stream {request.match_info['id']!r}")
+    return web.json_response(state.snapshot())
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    state = pipeline.find(request.match_info["id"])
+    if state is None:
+        return error(404, f"no stream {request.match_info['id']!r}")
+    await pipeline.remove(state.id)
+    return web.Response(status=204)
+
+
+async def _accept_offer(request: web.Request, sdp: str, name: str | None) -> tuple[str, str]:
+    """Start a WebRTC stream from an SDP offer; its id and the SDP answer."""
+    config = request.app[CONFIG]
+    limits = config.limits
+    if len(sdp.encode()) > limits.max_offer_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limits.max_offer_bytes, actual_size=len(sdp.encode())
+        )
+
+    def make(
+        frames: LatestFrame, on_status: StatusListener, on_drop: Callable[[DropReason], None]
+    ) -> Source:
+        return WebRTCSource(
+            frames=frames,
+            on_status=on_status,
+            on_drop=on_drop,
+            description="webrtc",
+            max_width=limits.max_width,
+            max_height=limits.max_height,
+        )
+
+    pipeline = _pipeline(request)
+    try:
+        state = await pipeline.add_source(make, name, kind="webrtc")
+    except StreamLimitError as exc:
+        raise web.HTTPTooManyRequests(text=str(exc)) from None
+    except StreamNameError as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    source = state.source
+    assert isinstance(source, WebRTCSource)
+    try:
+        answer = await source.accept(sdp)
+    except WebRTCOfferError as exc:
+        await pipeline.remove(state.id)
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    except BaseException:
+        await pipeline.remove(state.id)
+        raise
+    return state.id, answer
+
+
+async def whip_publish(request: web.Request) -> web.Response:
+    if request.content_type != "application/sdp":
+        raise web.HTTPUnsupportedMediaType(text="a WHIP offer is Content-Type: application/sdp")
+    sdp = await request.text()
+    stream_id, answer = await _accept_offer(request, sdp, request.query.get("name"))
+    base = request.app[BASE_URL].get("url", "")
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={"Location": f"{base}/api/whip/{stream_id}"},
+    )
+
+
+async def whip_end(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    state = pipeline.streams.get(request.match_info["id"])
+    if state is None or state.kind != "webrtc":
+        return error(404, f"no WHIP session {request.match_info['id']!r}")
+    await pipeline.remove(state.id)
+    return web.Response(status=200)
+
+
+async def webrtc_offer(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    sdp, kind, name = body.get("sdp"), body.get("type", "offer"), body.get("name")
+    if not isinstance(sdp, str) or kind != "offer":
+        raise web.HTTPBadRequest(text='send {"sdp": "<offer>", "type": "offer"}')
+    if name is not None and not isinstance(name, str):
+        raise web.HTTPBadRequest(text='"name" must be a string')
+    stream_id, answer = await _accept_offer(request, sdp, name)
+    base = request.app[BASE_URL].get("url", "")
+    return web.json_response(
+        {"id": stream_id, "type": "answer", "sdp": answer},
+        status=201,
+        headers={"Location": f"{base}/api/whip/{stream_id}"},
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    pipeline = _pipeline(request)
+    if not pipeline.ready:
+        return error(503, "warming up: the engine has not run its first inference yet")
+    return web.json_response({"status": "ready", "streams": len(pipeline.streams)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_pipeline(request).metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def build_app(config: ServiceConfig, pipeline: Pipeline) -> web.Application:
+    """The aiohttp application around ``pipeline``."""
+    app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
+    app[PIPELINE] = pipeline
+    app[CONFIG] = config
+    app[BASE_URL] = {}
+    app.router.add_get("/api/streams", list_streams)
+    app.router.add_post("/api/streams", add_stream)
+    app.router.add_get("/api/streams/{id}", get_stream)
+    app.router.add_delete("/api/streams/{id}", delete_stream)
+    app.router.add_post("/api/whip", whip_publish)
+    app.router.add_delete("/api/whip/{id}", whip_end)
+    app.router.add_post("/api/webrtc/offer", webrtc_offer)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,272 @@
+"""The service's configuration: one pydantic model, from YAML plus environment overrides.
+
+Every section forbids unknown keys, and every limit and timeout has bounds and a
+description, so a typo or an absurd value is refused at start with a message that says
+which key is wrong. Environment variables override the file: ``FAKEWATCH_SERVER__PORT=9090``
+sets ``server.port`` (sections and keys joined by ``__``; values parsed as YAML scalars).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "FAKEWATCH_"
+
+DEFAULT_PROTOCOLS = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "http", "https", "hls", "udp", "rtp")
+LOCAL_PROTOCOLS = ("file",)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and the problem."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Section):
+    host: str = Field("127.0.0.1", description="address the HTTP API listens on")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
+    token: str | None = Field(
+        None,
+        min_length=16,
+        description="bearer token for every control endpoint; required off loopback",
+    )
+    public_url: str | None = Field(
+        None, description="base URL clients reach the service at (for WHIP Location headers)"
+    )
+
+
+class EngineConfig(Section):
+    bundle: Path | None = Field(None, description="engine bundle folder (default: the shipped one)")
+    backend: Literal["auto", "openvino", "onnxruntime", "torch", "tensorrt"] = "auto"
+    device: str = Field("cpu", description="cpu or cuda[:N]")
+    precision: Literal["f32", "bf16", "fp16", "int8"] = Field(
+        "f32", description="inference precision the backend runs at"
+    )
+    threads: int | None = Field(None, ge=1, le=256, description="inference threads (CPU)")
+
+
+class LimitsConfig(Section):
+    max_streams: int = Field(16, ge=1, le=1024, description="streams at once; more get 429")
+    max_width: int = Field(3840, ge=64, le=16384, description="widest frame analysed (pixels)")
+    max_height: int = Field(2160, ge=64, le=16384, description="tallest frame analysed (pixels)")
+    max_faces: int = Field(4, ge=1, le=64, description="faces analysed per frame, largest first")
+    min_face: int = Field(40, ge=8, le=2048, description="smallest face analysed (pixels)")
+    max_offer_bytes: int = Field(
+        65536, ge=1024, le=1048576, description="largest SDP offer accepted"
+    )
+
+
+class SourceConfig(Section):
+    protocols: tuple[str, ...] = Field(
+        DEFAULT_PROTOCOLS, description="URL schemes a stream may use"
+    )
+    allow_local_files: bool = Field(
+        False, description="allow file paths and file: URLs (demos, tests); off by default"
+    )
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(10.0, gt=0, le=120, description="connect/open timeout")
+    read_timeout_s: float = Field(5.0, gt=0, le=120, description="socket read timeout")
+    stall_timeout_s: float = Field(
+        8.0, gt=0, le=600, description="no frame for this long marks the stream down"
+    )
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="longest reconnect delay")
+    reconnect_jitter: float = Field(
+        0.2, ge=0, le=1, description="random fraction added to or taken from each delay"
+    )
+    loop_files: bool = Field(True, description="restart local files at their end (demos)")
+    skip_nonref_ratio: float = Field(
+        3.0,
+        ge=1,
+        le=100,
+        description="skip non-reference frames when the stream's rate is this many times "
+        "the analysis rate",
+    )
+
+
+class AnalysisConfig(Section):
+    fps: float = Field(5.0, gt=0, le=60, description="analysed frames per second per stream")
+    detect_every: int = Field(
+        3, ge=1, le=100, description="run face detection on every k-th analysed frame"
+    )
+    detect_size: int = Field(640, ge=160, le=4096, description="longer side detection runs at")
+    detector_threshold: float = Field(0.8, gt=0, lt=1, description="face detector confidence")
+    track_iou: float = Field(0.3, gt=0, lt=1, description="IoU that continues a face track")
+    track_max_missed: int = Field(
+        2, ge=0, le=100, description="detections a track may miss before it ends"
+    )
+    detector_workers: int = Field(1, ge=1, le=64, description="face detection threads")
+
+
+class BatcherConfig(Section):
+    max_batch: int = Field(8, ge=1, le=256, description="crops per engine call")
+    max_wait_ms: float = Field(
+        20.0, ge=0, le=5000, description="longest a crop waits for its batch to fill"
+    )
+    queue_size: int = Field(
+        64, ge=1, le=65536, description="crops waiting; beyond it the oldest is dropped"
+    )
+    deadline_s: float = Field(
+        5.0, gt=0, le=600, description="crops older than this are dropped, not analysed"
+    )
+
+
+class VoteConfig(Section):
+    window_frames: int = Field(8, ge=1, le=1000, description="analysed frames in the window")
+    window_seconds: float = Field(
+        4.0, gt=0, le=600, description="frames older than this leave the window"
+    )
+    min_frames: int = Field(
+        5, ge=1, le=1000, description="frames with a face needed before a decision"
+    )
+    enter_threshold: float | None = Field(
+        None, gt=0, lt=1, description="window score that raises an alert (default: bundle)"
+    )
+    exit_threshold: float | None = Field(
+        None, gt=0, lt=1, description="window score under which it clears (default: bundle)"
+    )
+    cooldown_s: float = Field(
+        10.0, ge=0, le=3600, description="quiet time after a clear before a new alert"
+    )
+
+
+class StreamEntry(Section):
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(min_length=1, max_length=4096)
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_lines: bool = Field(False, alias="json", description="one JSON object per log line")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ServiceConfig(Section):
+    """Everything ``fakewatch serve`` needs; every field has a working default."""
+
+    server: ServerConfig = ServerConfig()
+    engine: EngineConfig = EngineConfig()
+    limits: LimitsConfig = LimitsConfig()
+    sources: SourceConfig = SourceConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    batcher: BatcherConfig = BatcherConfig()
+    vote: VoteConfig = VoteConfig()
+    logging: LoggingConfig = LoggingConfig()
+    streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
+
+    @model_validator(mode="after")
+    def _check(self) -> ServiceConfig:
+        if not _is_loopback(self.server.host) and self.server.token is None:
+            raise ValueError(
+                f"server.host {self.server.host!r} is not a loopback address: set "
+                "server.token (or FAKEWATCH_SERVER__TOKEN) so the control API is guarded"
+            )
+        vote = self.vote
+        if (
+            vote.enter_threshold is not None
+            and vote.exit_threshold is not None
+            and vote.exit_threshold > vote.enter_threshold
+        ):
+            raise ValueError("vote.exit_threshold must not exceed vote.enter_threshold")
+        if vote.min_frames > vote.window_frames:
+            raise ValueError("vote.min_frames must not exceed vote.window_frames")
+        if self.sources.reconnect_initial_s > self.sources.reconnect_max_s:
+            raise ValueError("sources.reconnect_initial_s must not exceed reconnect_max_s")
+        names = [s.name for s in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError("stream names must be unique")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"127.0.0.1", "::1", "localhost"} or host.startswith("127.")
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServiceConfig:
+    """The configuration from ``path`` (YAML), then ``FAKEWATCH_*`` variables, then
+    ``overrides`` (dotted keys, e.g. ``{"engine.bundle": path}``)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read the config file {path}: {error}") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, not {type(loaded)}")
+        data = loaded or {}
+    for name, raw in sorted((environ if environ is not None else os.environ).items()):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            keys = name[len(ENV_PREFIX) :].lower().split("__")
+            _set(data, keys, yaml.safe_load(raw) if raw else None, name)
+    for dotted, value in (overrides or {}).items():
+        _set(data, dotted.split("."), value, dotted)
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path)) from None
+
+
+def _set(data: dict[str, Any], keys: list[str], value: Any, origin: str) -> None:
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"invalid configuration{where}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def describe_config(config: ServiceConfig | None = None) -> str:
+    """``config`` (the defaults) as commented YAML: every key, its value, bounds and meaning."""
+    config = config or ServiceConfig()
+    lines = ["# fakewatch serve --config FILE; override any key with FAKEWATCH_SECTION__KEY"]
+    for section_name, section_field in ServiceConfig.model_fields.items():
+        value = getattr(config, section_name)
+        if not isinstance(value, BaseModel):
+            lines.append(f"{section_name}: {_yaml(value)}  # {section_field.description or ''}")
+            continue
+        lines.append(f"{section_name}:")
+        for name, field in type(value).model_fields.items():
+            key = field.alias or name
+            bounds = [
+                f"{op} {getattr(m, attr)}"
+                for m in field.metadata
+                for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                if getattr(m, attr, None) is not None
+            ]
+            note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
+            comment = f"  # {note}" if note else ""
+            lines.append(f"  {key}: {_yaml(getattr(value, name))}{comment}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, tuple):
+        value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")

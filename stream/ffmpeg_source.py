@@ -1,0 +1,277 @@
+"""Any URL FFmpeg opens (RTSP, RTMP, SRT, HLS, HTTP, files), decoded by PyAV in a thread.
+
+The decoder thread connects, decodes, and puts every frame into the stream's
+:class:`~fakewatch.stream.frames.LatestFrame`; the event loop never blocks on it. When
+the connection fails, ends or stalls, the source reports ``down`` and reconnects after
+an exponential backoff with jitter, capped; local files restart at once when looping
+is on (demos). Two guards against a stall: FFmpeg's own read timeout ends a blocked
+socket read, and a watchdog ends a connection that delivers packets but no frame for
+``stall_timeout_s``.
+
+URLs are checked before FFmpeg sees them: the scheme must be in the allowlist, and the
+same list goes to FFmpeg as ``protocol_whitelist`` so that a playlist or a redirect
+cannot reach ``file:``, ``concat:`` or ``subfile:`` behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import av
+
+from fakewatch.stream.config import SourceConfig
+from fakewatch.stream.frames import (
+    DropReason,
+    LatestFrame,
+    SourceFrame,
+    SourceStatus,
+    StatusListener,
+)
+from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.redact import redact_text, redact_url
+
+logger = logging.getLogger(f"{LOGGER_NAME}.source")
+
+# protocols FFmpeg needs underneath each allowed scheme
+_TRANSPORTS = {
+    "rtsp": ("rtp", "udp", "tcp"),
+    "rtsps": ("rtp", "udp", "tcp", "tls", "srtp"),
+    "rtmp": ("tcp",),
+    "rtmps": ("tcp", "tls"),
+    "srt": ("udp",),
+    "http": ("tcp", "hls", "crypto", "httpproxy"),
+    "https": ("tcp", "tls", "hls", "crypto", "httpproxy", "http"),
+    "hls": ("http", "https", "tcp", "tls", "crypto"),
+    "udp": (),
+    "rtp": ("udp",),
+    "file": (),
+}
+
+
+_PROTOCOL_PREFIX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9+.-]*)[,:]")
+
+
+class SourceURLError(ValueError):
+    """A stream URL that is refused; the message says why (credentials redacted)."""
+
+
+class StallError(RuntimeError):
+    """The connection delivered no frame for longer than the stall timeout."""
+
+
+def check_url(url: str, config: SourceConfig) -> str:
+    """The URL FFmpeg should open, or :class:`SourceURLError`.
+
+    A bare path is accepted as a local file only when ``allow_local_files`` is on.
+    """
+    url = url.strip()
+    if not url:
+        raise SourceURLError("the stream URL is empty")
+    if any(ch in url for ch in "\r\n\0"):
+        raise SourceURLError("the stream URL contains control characters")
+    # FFmpeg reads "name:rest" (concat:, subfile,,...:, pipe:, data:) as protocol "name"
+    prefix = _PROTOCOL_PREFIX.match(url)
+    scheme = prefix["name"].lower() if prefix else ""
+    if len(scheme) == 1:  # a Windows drive letter, not a scheme
+        scheme = ""
+    if scheme in ("", "file"):
+        if not config.allow_local_files:
+            raise SourceURLError(
+                f"{redact_url(url)} is a local file; local files are off "
+                "(sources.allow_local_files)"
+            )
+        path = Path(urlsplit(url).path if scheme == "file" else url)
+        if not path.is_file():
+            raise SourceURLError(f"{path} is not a file")
+        return str(path)
+    if scheme not in config.protocols or "://" not in url:
+        allowed = ", ".join(config.protocols)
+        raise SourceURLError(f"the URL scheme {scheme!r} is not allowed (allowed: {allowed})")
+    if not urlsplit(url).hostname:
+        raise SourceURLError(f"{redact_url(url)} has no host")
+    return url
+
+
+def protocol_whitelist(url: str, config: SourceConfig) -> str:
+    """FFmpeg's ``protocol_whitelist`` for ``url``: its scheme and what it needs below."""
+    scheme = urlsplit(url).scheme.lower() if "://" in url else "file"
+    allowed = {scheme, *_TRANSPORTS.get(scheme, ())}
+    if scheme == "file" or config.allow_local_files:
+        allowed.add("file")
+    return ",".join(sorted(allowed))
+
+
+def backoff_delay(attempt: int, config: SourceConfig, rng: random.Random) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): doubling, capped, jittered."""
+    base = min(config.reconnect_max_s, config.reconnect_initial_s * 2 ** min(attempt, 30))
+    spread = config.reconnect_jitter * base
+    return float(max(0.0, base + rng.uniform(-spread, spread)))
+
+
+class FFmpegSource:
+    """A URL decoded in a daemon thread; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        config: SourceConfig,
+        frames: LatestFrame,
+        on_status: StatusListener | None = None,
+        on_drop: Callable[[DropReason], None] | None = None,
+        analysis_fps: float = 5.0,
+        max_width: int = 3840,
+        max_height: int = 2160,
+    ) -> None:
+        self.url = check_url(url, config)
+        self.config = config
+        self.frames = frames
+        self._on_status = on_status
+        self._on_drop = on_drop
+        self._analysis_fps = analysis_fps
+        self._max_size = (max_width, max_height)
+        self._local = "://" not in self.url
+        self._status = SourceStatus.STOPPED
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random()
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.input_fps: float | None = None
+
+    @property
+    def status(self) -> SourceStatus:
+        return self._status
+
+    @property
+    def description(self) -> str:
+        return redact_url(self.url)
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"source {self.description}", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            # a blocked read returns within the read timeout
+            await asyncio.to_thread(thread.join, self.config.read_timeout_s + 2.0)
+        self._set_status(SourceStatus.STOPPED, "stopped")
+
+    def _set_status(self, status: SourceStatus, detail: str) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        if self._on_status is not None:
+            self._on_status(status, detail)
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if self._status is not SourceStatus.UP:  # a looping file stays up
+                self._set_status(SourceStatus.CONNECTING, "connecting")
+            try:
+                delivered = self._read_once()
+            except (av.FFmpegError, OSError, StallError, ValueError) as error:
+                detail = redact_text(f"{type(error).__name__}: {error}")
+                delivered = False
+                self.last_error = detail
+                self._set_status(SourceStatus.DOWN, detail)
+                log(logger, logging.WARNING, "source.error", source=self.description, error=detail)
+            else:
+                if self._local and self.config.loop_files and delivered:
+                    continue  # a looping file restarts at once
+                self._set_status(SourceStatus.DOWN, "the stream ended")
+            if self._stop.is_set():
+                break
+            attempt = 0 if delivered else attempt + 1
+            delay = backoff_delay(attempt, self.config, self._rng)
+            self.reconnects += 1
+            log(
+                logger,
+                logging.INFO,
+                "source.reconnect",
+                source=self.description,
+                attempt=attempt,
+                delay_s=delay,
+            )
+            self._stop.wait(delay)
+
+    def _read_once(self) -> bool:
+        """Open, decode until the end, the stop flag or an error; True if frames came."""
+        config = self.config
+        options = {"protocol_whitelist": protocol_whitelist(self.url, config)}
+        if self.url.lower().startswith(("rtsp://", "rtsps://")):
+            options["rtsp_transport"] = config.rtsp_transport
+        container = av.open(
+            self.url, options=options, timeout=(config.open_timeout_s, config.read_timeout_s)
+        )
+        delivered = False
+        try:
+            if not container.streams.video:
+                raise ValueError("the source has no video stream")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+            self.input_fps = rate
+            skip = rate is not None and rate >= config.skip_nonref_ratio * self._analysis_fps
+            if skip:
+                stream.codec_context.skip_frame = "NONREF"
+            started = time.monotonic()
+            first_pts: float | None = None
+            last_frame = time.monotonic()
+            index = 0
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    break
+                decoded = packet.decode()
+                now = time.monotonic()
+                if not decoded:
+                    if skip and packet.size and not packet.is_keyframe:
+                        self._drop(DropReason.SKIPPED)
+                    if now - last_frame > config.stall_timeout_s:
+                        raise StallError(f"no frame for {now - last_frame:.1f} s")
+                    continue
+                for frame in decoded:
+                    last_frame = now
+                    pts = float(frame.time) if frame.time is not None else None
+                    if self._local and pts is not None:  # a file plays at its own pace
+                        first_pts = pts if first_pts is None else first_pts
+                        if not self._wait_until(started + pts - first_pts):
+                            return delivered
+                    if frame.width > self._max_size[0] or frame.height > self._max_size[1]:
+                        self._drop(DropReason.OVERSIZED)
+                        continue
+                    image = frame.to_ndarray(format="rgb24")
+                    self.frames.put(SourceFrame(image, time.time(), index, pts))
+                    index += 1
+                    if not delivered:
+                        delivered = True
+                        self._set_status(SourceStatus.UP, f"{frame.width}x{frame.height}")
+        finally:
+            container.close()
+        return delivered
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Sleep until the monotonic ``deadline``; False if stopped meanwhile."""
+        while (ahead := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(ahead, 1.0)):
+                return False
+        return True
+
+    def _drop(self, reason: DropReason) -> None:
+        if self._on_drop is not None:
+            self._on_drop(reason)

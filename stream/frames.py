@@ -1,0 +1,107 @@
+"""What a source hands the pipeline: decoded frames, latest one wins.
+
+A source (a decoder thread or a WebRTC track reader) puts every frame it receives into
+its :class:`LatestFrame` slot; the stream's sampler takes the newest one at the analysis
+rate. A frame replaced before anyone took it is counted as dropped, so nothing queues up
+behind a slow consumer and every frame is accounted for.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One decoded frame: RGB ``uint8 (H, W, 3)``, when it arrived, and where it sits.
+
+    ``capture_time`` is the wall-clock time (``time.time()``) the frame was received and
+    decoded, the start of its end-to-end latency. ``pts_s`` is its presentation time in
+    the source, when the source gives one.
+    """
+
+    image: np.ndarray
+    capture_time: float
+    index: int
+    pts_s: float | None = None
+
+
+class DropReason(enum.StrEnum):
+    """Why a frame or a crop was not analysed (the ``reason`` label of the drop counter)."""
+
+    SUPERSEDED = "superseded"
+    """A newer frame arrived before the sampler took this one (sampling rate)."""
+    OVERSIZED = "oversized"
+    """The frame is larger than the configured maximum resolution."""
+    QUEUE_FULL = "queue_full"
+    """The inference queue was full; the oldest work was dropped."""
+    STALE = "stale"
+    """The work waited longer than its deadline before inference."""
+    SKIPPED = "skipped"
+    """Not decoded at all: a non-reference frame skipped by the decoder."""
+
+
+class LatestFrame:
+    """A one-frame slot, thread-safe: ``put`` replaces, ``take`` empties.
+
+    ``on_drop`` is called (from the putting thread) once per frame replaced unread.
+    """
+
+    def __init__(self, on_drop: Callable[[DropReason], None] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._frame: SourceFrame | None = None
+        self._on_drop = on_drop
+        self.received = 0
+
+    def put(self, frame: SourceFrame) -> None:
+        with self._lock:
+            replaced = self._frame is not None
+            self._frame = frame
+            self.received += 1
+        if replaced and self._on_drop is not None:
+            self._on_drop(DropReason.SUPERSEDED)
+
+    def take(self) -> SourceFrame | None:
+        with self._lock:
+            frame, self._frame = self._frame, None
+        return frame
+
+
+class SourceStatus(enum.StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+StatusListener = Callable[[SourceStatus, str], None]
+"""Called with the new status and a human-readable detail, possibly from a worker
+thread: listeners must be thread-safe (the pipeline hops onto its event loop)."""
+
+
+class Source(Protocol):
+    """A live video source feeding a :class:`LatestFrame`."""
+
+    frames: LatestFrame
+
+    @property
+    def status(self) -> SourceStatus: ...
+
+    @property
+    def description(self) -> str:
+        """What the source is, safe to log and show (credentials redacted)."""
+        ...
+
+    async def start(self) -> None:
+        """Begin receiving; returns at once (the work runs in a thread or a task)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving and release everything; bounded in time."""
+        ...

@@ -1,0 +1,127 @@
+"""The sliding-window vote: when a stream (or a face track) is suspected, and when cleared.
+
+The window holds the last ``window_frames`` analysed frames with a face, none older than
+``window_seconds``; its score is the mean of their scores, the rule
+:mod:`fakewatch.engines.aggregate` applies to files. Hysteresis: an alert is raised when
+the score reaches ``enter`` with at least ``min_frames`` frames in the window, and
+cleared when it falls below ``exit`` (or the window empties because the face is gone).
+After a clear, no new alert is raised for ``cooldown_s``.
+
+The window keeps the evidence of the frames that can still become its highest score (a
+monotonic queue), so the frame behind a decision is at hand without holding a frame per
+window slot.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+E = TypeVar("E")
+
+
+class Decision(enum.StrEnum):
+    SUSPECTED = "suspected"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True)
+class Entry(Generic[E]):
+    time: float
+    score: float
+    evidence: E | None
+
+
+class SlidingWindowVote(Generic[E]):
+    """One window with hysteresis; ``E`` is whatever evidence the caller attaches."""
+
+    def __init__(
+        self,
+        enter: float,
+        exit: float,
+        window_frames: int = 8,
+        window_seconds: float = 4.0,
+        min_frames: int = 5,
+        cooldown_s: float = 10.0,
+    ) -> None:
+        if exit > enter:
+            raise ValueError(f"the exit threshold {exit} must not exceed enter {enter}")
+        if not 1 <= min_frames <= window_frames:
+            raise ValueError("min_frames must be between 1 and window_frames")
+        self.enter, self.exit = enter, exit
+        self.window_frames, self.window_seconds = window_frames, window_seconds
+        self.min_frames, self.cooldown_s = min_frames, cooldown_s
+        self._entries: collections.deque[Entry[E]] = collections.deque()
+        self._peaks: collections.deque[Entry[E]] = collections.deque()
+        self.alerting = False
+        self.last_change: float | None = None
+        self._quiet_until = float("-inf")
+
+    @property
+    def entries(self) -> list[Entry[E]]:
+        return list(self._entries)
+
+    @property
+    def score(self) -> float | None:
+        """The window's mean score, ``None`` when it is empty."""
+        if not self._entries:
+            return None
+        return sum(e.score for e in self._entries) / len(self._entries)
+
+    @property
+    def peak(self) -> Entry[E] | None:
+        """The entry with the highest score in the window."""
+        return self._peaks[0] if self._peaks else None
+
+    def add(self, time: float, score: float, evidence: E | None = None) -> Decision | None:
+        """Add an analysed frame with a face; the decision it causes, if any."""
+        entry = Entry(time, score, evidence)
+        self._entries.append(entry)
+        while self._peaks and self._peaks[-1].score <= score:
+            self._peaks.pop()
+        self._peaks.append(entry)
+        while len(self._entries) > self.window_frames:
+            self._pop()
+        return self._expire_and_decide(time)
+
+    def tick(self, time: float) -> Decision | None:
+        """Let time pass without a face (old frames leave the window); any decision."""
+        return self._expire_and_decide(time)
+
+    def reset(self, time: float) -> Decision | None:
+        """Empty the window (the face or stream is gone); CLEARED if an alert was up."""
+        self._entries.clear()
+        self._peaks.clear()
+        return self._decide(time)
+
+    def _pop(self) -> None:
+        old = self._entries.popleft()
+        if self._peaks and self._peaks[0] is old:
+            self._peaks.popleft()
+
+    def _expire_and_decide(self, time: float) -> Decision | None:
+        while self._entries and time - self._entries[0].time > self.window_seconds:
+            self._pop()
+        return self._decide(time)
+
+    def _decide(self, time: float) -> Decision | None:
+        score = self.score
+        if self.alerting:
+            if score is None or (score < self.exit):
+                self.alerting = False
+                self.last_change = time
+                self._quiet_until = time + self.cooldown_s
+                return Decision.CLEARED
+            return None
+        if (
+            score is not None
+            and len(self._entries) >= self.min_frames
+            and score >= self.enter
+            and time >= self._quiet_until
+        ):
+            self.alerting = True
+            self.last_change = time
+            return Decision.SUSPECTED
+        return None

@@ -1,0 +1,177 @@
+"""FFmpeg sources: URL checks, backoff, and real faults (refused, frozen, corrupt, oversized)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakewatch.stream.config import SourceConfig
+from fakewatch.stream.ffmpeg_source import (
+    FFmpegSource,
+    SourceURLError,
+    backoff_delay,
+    check_url,
+    protocol_whitelist,
+)
+from fakewatch.stream.frames import DropReason, LatestFrame, SourceStatus
+from tests.media import face_clip, write_video
+from tests.stream.conftest import StartRtspServer
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "empty"),
+        ("file:///etc/passwd", "local files are off"),
+        ("/etc/passwd", "local files are off"),
+        ("concat:a.mp4|b.mp4", "scheme 'concat' is not allowed"),
+        ("subfile,,start,0,end,10,,:/etc/passwd", "not allowed"),
+        ("gopher://host/x", "scheme 'gopher' is not allowed"),
+        ("rtsp:///live", "has no host"),
+        ("rtsp://cam/live\r\nX-Header: y", "control characters"),
+    ],
+)
+def test_urls_outside_the_allowlist_are_refused(url: str, message: str) -> None:
+    with pytest.raises(SourceURLError, match=message):
+        check_url(url, SourceConfig())
+
+
+def test_allowed_urls_and_their_protocol_whitelist(tmp_path: Path) -> None:
+    config = SourceConfig()
+    assert check_url(" rtsp://cam.local:554/live ", config) == "rtsp://cam.local:554/live"
+    assert protocol_whitelist("rtsp://cam/live", config) == "rtp,rtsp,tcp,udp"
+    assert "file" not in protocol_whitelist("https://cdn/x.m3u8", config)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    local = SourceConfig(allow_local_files=True)
+    assert check_url(str(clip), local) == str(clip)
+    assert check_url(f"file://{clip}", local) == str(clip)
+    with pytest.raises(SourceURLError, match="not a file"):
+        check_url(str(tmp_path / "missing.mp4"), local)
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    config = SourceConfig(reconnect_initial_s=0.5, reconnect_max_s=4.0, reconnect_jitter=0.2)
+    rng = random.Random(0)
+    delays = [backoff_delay(n, config, rng) for n in range(8)]
+    for n, delay in enumerate(delays):
+        base = min(4.0, 0.5 * 2**n)
+        assert 0.8 * base <= delay <= 1.2 * base
+    assert len({round(d, 6) for d in delays[4:]}) > 1  # jitter spreads the capped delays
+
+
+class Recorder:
+    """Statuses and drops a source reports, with the time each arrived."""
+
+    def __init__(self) -> None:
+        self.statuses: list[tuple[SourceStatus, str, float]] = []
+        self.drops: list[DropReason] = []
+        self.frames = LatestFrame(on_drop=self.drops.append)
+
+    def on_status(self, status: SourceStatus, detail: str) -> None:
+        self.statuses.append((status, detail, time.monotonic()))
+
+    def seen(self, status: SourceStatus) -> int:
+        return sum(1 for s, _, _ in self.statuses if s == status)
+
+    async def wait(self, status: SourceStatus, count: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.seen(status) < count:
+            assert time.monotonic() < deadline, f"no {status} in {self.statuses}"
+            await asyncio.sleep(0.05)
+
+
+def source(url: str, recorder: Recorder, **config: float | bool) -> FFmpegSource:
+    options = {"reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "read_timeout_s": 2.0}
+    return FFmpegSource(
+        url,
+        SourceConfig(**{**options, **config}),  # type: ignore[arg-type]
+        recorder.frames,
+        recorder.on_status,
+        recorder.drops.append,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_is_retried_with_backoff() -> None:
+    recorder = Recorder()
+
+    async def run() -> None:
+        src = source(f"rtsp://127.0.0.1:{free_port()}/live", recorder)
+        await src.start()
+        await recorder.wait(SourceStatus.DOWN, count=3)
+        await src.stop()
+        assert src.reconnects >= 3
+        assert src.last_error and "refused" in src.last_error.lower()
+        assert recorder.statuses[-1][0] is SourceStatus.STOPPED
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
+    path = tmp_path_factory.mktemp("clips") / "face.mp4"
+    return write_video(path, face_clip(astronaut, 80, (640, 480)))
+
+
+def test_a_frozen_server_is_detected_and_the_source_reconnects(
+    rtsp_server: StartRtspServer, clip: Path
+) -> None:
+    server = rtsp_server(clip)
+    recorder = Recorder()
+
+    async def run() -> None:
+        src = source(server.url, recorder)
+        await src.start()
+        await recorder.wait(SourceStatus.UP)
+        server.freeze()
+        frozen_at = time.monotonic()
+        await recorder.wait(SourceStatus.DOWN, timeout=15)
+        down_after = recorder.statuses[-1][2] - frozen_at
+        server.freeze(False)
+        server.restart()
+        await recorder.wait(SourceStatus.UP, count=2, timeout=20)
+        await src.stop()
+        assert down_after < 8, f"the stall took {down_after:.1f} s to notice"
+
+    asyncio.run(run())
+
+
+def test_corrupt_input_is_reported_and_oversized_frames_are_dropped(
+    tmp_path: Path, clip: Path
+) -> None:
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, np.uint8).tobytes())
+    broken, big = Recorder(), Recorder()
+
+    async def run() -> None:
+        bad = source(str(garbage), broken, allow_local_files=True)
+        await bad.start()
+        await broken.wait(SourceStatus.DOWN)
+        await bad.stop()
+        assert bad.last_error and "InvalidDataError" in bad.last_error
+
+        src = FFmpegSource(
+            str(clip), SourceConfig(allow_local_files=True), big.frames, big.on_status,
+            big.drops.append, max_width=320, max_height=240,
+        )  # fmt: skip
+        await src.start()
+        deadline = time.monotonic() + 10
+        while big.drops.count(DropReason.OVERSIZED) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await src.stop()
+        assert big.drops.count(DropReason.OVERSIZED) >= 5
+        assert big.frames.received == 0 and big.seen(SourceStatus.UP) == 0
+
+    asyncio.run(run())

@@ -1,0 +1,56 @@
+"""The sliding-window vote: hysteresis, minimum frames, time expiry, cooldown, evidence."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakewatch.stream.vote import Decision, SlidingWindowVote
+
+
+def vote(**kw: float) -> SlidingWindowVote[str]:
+    options = {"window_frames": 4, "window_seconds": 10.0, "min_frames": 3, "cooldown_s": 5.0}
+    options.update(kw)
+    return SlidingWindowVote(enter=0.8, exit=0.6, **options)  # type: ignore[arg-type]
+
+
+def test_needs_min_frames_then_enters_and_holds_between_thresholds() -> None:
+    v = vote()
+    assert v.add(0.0, 0.9) is None
+    assert v.add(0.2, 0.9) is None  # two frames: not enough to decide
+    assert v.add(0.4, 0.9) is Decision.SUSPECTED
+    assert v.add(0.6, 0.9) is None  # already alerting
+    for t in (0.8, 1.0, 1.2):
+        assert v.add(t, 0.7) is None  # mean falls to 0.75, 0.7, 0.7: above exit, holds
+    assert v.alerting
+    assert v.add(1.4, 0.1) is Decision.CLEARED  # mean 0.55 < 0.6
+
+
+def test_cooldown_blocks_a_new_alert_right_after_a_clear() -> None:
+    v = vote(min_frames=1, window_frames=1)
+    assert v.add(0.0, 0.9) is Decision.SUSPECTED
+    assert v.add(1.0, 0.1) is Decision.CLEARED
+    assert v.add(2.0, 0.9) is None  # within the 5 s cooldown
+    assert v.add(6.5, 0.9) is Decision.SUSPECTED
+
+
+def test_old_frames_leave_by_time_and_an_empty_window_clears() -> None:
+    v = vote(window_seconds=2.0, min_frames=2)
+    v.add(0.0, 0.9)
+    assert v.add(0.5, 0.9) is Decision.SUSPECTED
+    assert v.tick(1.0) is None
+    assert v.tick(2.6) is Decision.CLEARED  # both frames older than 2 s: face gone
+    assert v.score is None
+
+
+def test_peak_is_the_highest_frame_still_in_the_window() -> None:
+    v = vote(window_frames=3)
+    for t, (score, name) in enumerate([(0.5, "a"), (0.95, "b"), (0.7, "c"), (0.6, "d")]):
+        v.add(float(t), score, name)
+    assert v.peak is not None and v.peak.evidence == "b"
+    v.add(4.0, 0.1, "e")  # "b" leaves the window
+    assert v.peak is not None and v.peak.evidence == "c"
+
+
+def test_thresholds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="exit threshold"):
+        SlidingWindowVote(enter=0.5, exit=0.7)
