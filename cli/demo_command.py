@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from fakewatch.cli.serve_command import build_config
     from fakewatch.stream.logs import configure_logging
-    from fakewatch.stream.service import open_pipeline, serve
+    from fakewatch.stream.service import open_service, serve
 
     _, twin = demo_clips(args.cache, args.clip)
     config = build_config(
@@ -115,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         },
     )
     configure_logging(config.logging.level, config.logging.json_lines)
-    pipeline = open_pipeline(config)
+    service = open_service(config)
     length = _length(twin)
 
     def banner(base: str) -> None:
@@ -131,7 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    asyncio.run(serve(config, pipeline, args.duration, on_listening=banner))
+    asyncio.run(serve(service, args.duration, on_listening=banner))
     return 0
 
 

@@ -35,7 +35,7 @@ def register(commands: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from fakewatch.stream.logs import configure_logging
-    from fakewatch.stream.service import open_pipeline, serve
+    from fakewatch.stream.service import open_service, serve
 
     config = build_config(args)
     if args.print_config:
@@ -44,8 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(describe_config(config), end="")
         return 0
     configure_logging(config.logging.level, config.logging.json_lines)
-    pipeline = open_pipeline(config)
-    asyncio.run(serve(config, pipeline, args.duration))
+    asyncio.run(serve(open_service(config), args.duration))
     return 0
 
 

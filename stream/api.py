@@ -16,12 +16,14 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fakewatch.stream.config import ServiceConfig
+from fakewatch.stream.events import RecentEvents
+from fakewatch.stream.evidence import FILES, EvidenceStore
 from fakewatch.stream.ffmpeg_source import SourceURLError
 from fakewatch.stream.frames import DropReason, LatestFrame, Source, StatusListener
 from fakewatch.stream.logs import LOGGER_NAME, log
@@ -29,10 +31,15 @@ from fakewatch.stream.pipeline import Pipeline, StreamLimitError, StreamNameErro
 from fakewatch.stream.redact import redact_text
 from fakewatch.stream.webrtc import WebRTCOfferError, WebRTCSource
 
+if TYPE_CHECKING:
+    from fakewatch.stream.service import Service
+
 logger = logging.getLogger(f"{LOGGER_NAME}.api")
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 CONFIG = web.AppKey("config", ServiceConfig)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)
+RECENT = web.AppKey("recent", RecentEvents)
 BASE_URL = web.AppKey("base_url", dict)  # {"url": ...}, set once the server is bound
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -216,6 +223,39 @@ async def webrtc_offer(request: web.Request) -> web.Response:
     )
 
 
+def evidence_links(base_url: str, event_id: str) -> dict[str, str]:
+    """Where an alert's evidence files are served."""
+    return {name.split(".")[0]: f"{base_url}/api/evidence/{event_id}/{name}" for name in FILES}
+
+
+def _with_links(request: web.Request, event: dict[str, Any]) -> dict[str, Any]:
+    if request.app[EVIDENCE].has(event["id"]):
+        base = request.app[BASE_URL].get("url", "")
+        event = {**event, "evidence_urls": evidence_links(base, event["id"])}
+    return event
+
+
+async def list_events(request: web.Request) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="limit must be an integer") from None
+    if not 1 <= limit <= 1000:
+        raise web.HTTPBadRequest(text="limit must be between 1 and 1000")
+    events = request.app[RECENT].latest(limit, request.query.get("stream"))
+    return web.json_response({"events": [_with_links(request, e) for e in events]})
+
+
+async def get_evidence(request: web.Request) -> web.StreamResponse:
+    event_id, name = request.match_info["id"], request.match_info["name"]
+    path = request.app[EVIDENCE].path(event_id, name)
+    if path is None:
+        return error(404, f"no evidence {name!r} for event {event_id!r}")
+    return web.FileResponse(
+        path, headers={"Content-Type": FILES[name], "Cache-Control": "private, max-age=86400"}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -234,11 +274,13 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def build_app(config: ServiceConfig, pipeline: Pipeline) -> web.Application:
-    """The aiohttp application around ``pipeline``."""
+def build_app(service: Service) -> web.Application:
+    """The aiohttp application around a service's pipeline and stores."""
     app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
-    app[PIPELINE] = pipeline
-    app[CONFIG] = config
+    app[PIPELINE] = service.pipeline
+    app[CONFIG] = service.config
+    app[EVIDENCE] = service.evidence
+    app[RECENT] = service.recent
     app[BASE_URL] = {}
     app.router.add_get("/api/streams", list_streams)
     app.router.add_post("/api/streams", add_stream)
@@ -247,6 +289,8 @@ def build_app(config: ServiceConfig, pipeline: Pipeline) -> web.Application:
     app.router.add_post("/api/whip", whip_publish)
     app.router.add_delete("/api/whip/{id}", whip_end)
     app.router.add_post("/api/webrtc/offer", webrtc_offer)
+    app.router.add_get("/api/events", list_events)
+    app.router.add_get("/api/evidence/{id}/{name}", get_evidence)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -138,6 +138,15 @@ class VoteConfig(Section):
     )
 
 
+class EvidenceConfig(Section):
+    folder: Path = Field(
+        Path("fakewatch-data/evidence"), description="where alert evidence is kept"
+    )
+    max_alerts: int = Field(1000, ge=1, le=1_000_000, description="alerts kept, oldest removed")
+    max_age_days: float = Field(30.0, gt=0, le=3650, description="evidence older than this goes")
+    max_megabytes: float = Field(2048.0, gt=0, le=1_000_000, description="evidence kept in all")
+
+
 class StreamEntry(Section):
     name: str = Field(min_length=1, max_length=100)
     url: str = Field(min_length=1, max_length=4096)
@@ -160,6 +169,7 @@ class ServiceConfig(Section):
     analysis: AnalysisConfig = AnalysisConfig()
     batcher: BatcherConfig = BatcherConfig()
     vote: VoteConfig = VoteConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     logging: LoggingConfig = LoggingConfig()
     streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
 

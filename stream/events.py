@@ -10,6 +10,7 @@ and in-memory sinks live here, webhooks and evidence storage plug in the same wa
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import time
@@ -40,6 +41,8 @@ class Evidence:
     """The whole frame, RGB ``uint8``."""
     mask: np.ndarray = field(repr=False)
     """The face's mask over its crop, ``float32`` in 0..1."""
+    crop: np.ndarray = field(repr=False)
+    """The face crop the model saw, RGB ``uint8``."""
     face_box: Box
     crop_box: Box
     score: float
@@ -134,6 +137,30 @@ class LogSink:
         if event.detail:
             fields["detail"] = event.detail
         log(logger, self.level, str(event.type), **fields)
+
+
+class RecentEvents:
+    """The last ``size`` events as dictionaries, for the API and the web page."""
+
+    def __init__(self, size: int = 200) -> None:
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+
+    async def emit(self, event: Event) -> None:
+        self._events.append(event.to_dict())
+
+    def seed(self, events: list[dict[str, Any]]) -> None:
+        """Older events (oldest first) known from before a restart."""
+        for event in events:
+            self._events.append(event)
+
+    def latest(self, limit: int = 50, stream: str | None = None) -> list[dict[str, Any]]:
+        """Newest first, optionally of one stream (id or name)."""
+        chosen = [
+            e
+            for e in reversed(self._events)
+            if stream is None or stream in (e["stream"]["id"], e["stream"]["name"])
+        ]
+        return chosen[:limit]
 
 
 class MemorySink:

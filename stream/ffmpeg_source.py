@@ -237,7 +237,9 @@ class FFmpegSource:
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     break
+                decode_started = time.perf_counter()
                 decoded = packet.decode()
+                decode_s = time.perf_counter() - decode_started
                 now = time.monotonic()
                 if not decoded:
                     if skip and packet.size and not packet.is_keyframe:
@@ -255,8 +257,10 @@ class FFmpegSource:
                     if frame.width > self._max_size[0] or frame.height > self._max_size[1]:
                         self._drop(DropReason.OVERSIZED)
                         continue
+                    convert_started = time.perf_counter()
                     image = frame.to_ndarray(format="rgb24")
-                    self.frames.put(SourceFrame(image, time.time(), index, pts))
+                    decode_s += time.perf_counter() - convert_started
+                    self.frames.put(SourceFrame(image, time.time(), index, pts, decode_s))
                     index += 1
                     if not delivered:
                         delivered = True

@@ -30,6 +30,8 @@ class SourceFrame:
     capture_time: float
     index: int
     pts_s: float | None = None
+    decode_s: float = 0.0
+    """Seconds spent decoding and converting it to RGB."""
 
 
 class DropReason(enum.StrEnum):

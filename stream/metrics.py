@@ -23,7 +23,9 @@ class PipelineMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.info = Info("fakewatch_build", "Engine and model the service runs", registry=r)
+        self.info = Info(
+            "fakewatch_build", "Version, engine and model the service runs", registry=r
+        )
         self.ready = Gauge("fakewatch_ready", "1 once the engine is warmed up", registry=r)
         self.streams = Gauge("fakewatch_streams", "Streams configured", registry=r)
         self.stream_up = Gauge(
@@ -50,6 +52,12 @@ class PipelineMetrics:
         self.faces = Counter(
             "fakewatch_faces_analysed_total", "Face crops segmented", ["stream"], registry=r
         )
+        self.faces_detected = Counter(
+            "fakewatch_faces_detected_total",
+            "Faces the detector found (on detection frames)",
+            ["stream"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "fakewatch_stream_reconnects_total", "Source reconnections", ["stream"], registry=r
         )
@@ -62,7 +70,8 @@ class PipelineMetrics:
         )
         self.stage = Histogram(
             "fakewatch_stage_seconds",
-            "Time spent per analysed frame in each stage",
+            "Seconds per analysed frame in each stage: decode (and RGB conversion), detect "
+            "or track, infer (batch wait and engine), vote (decision and event sinks)",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=r,
@@ -85,6 +94,12 @@ class PipelineMetrics:
         self.score = Gauge(
             "fakewatch_window_score", "Current sliding-window score", ["stream"], registry=r
         )
+        self.threshold = Gauge(
+            "fakewatch_vote_threshold",
+            "Window score that raises (enter) and clears (exit) an alert",
+            ["kind"],
+            registry=r,
+        )
         self.alerting = Gauge(
             "fakewatch_alert_active", "1 while the stream is suspected", ["stream"], registry=r
         )
@@ -99,6 +114,7 @@ class PipelineMetrics:
             self.frames_received,
             self.frames_analysed,
             self.faces,
+            self.faces_detected,
             self.reconnects,
             self.latency,
             self.score,

@@ -225,6 +225,8 @@ class Pipeline:
         await asyncio.to_thread(self.segmenter.segment, np.zeros((1, size, size, 3), np.uint8))
         self.ready = True
         self.metrics.ready.set(1)
+        self.metrics.threshold.labels("enter").set(self.thresholds.enter)
+        self.metrics.threshold.labels("exit").set(self.thresholds.exit)
         log(
             logger,
             logging.INFO,
@@ -417,7 +419,10 @@ class Pipeline:
         started = time.perf_counter()
         found = await loop.run_in_executor(self._pool, self._find_faces, state, frame.image, detect)
         faces_done = time.perf_counter()
+        self.metrics.stage.labels("decode").observe(frame.decode_s)
         self.metrics.stage.labels("detect" if detect else "track").observe(faces_done - started)
+        if detect:
+            self.metrics.faces_detected.labels(state.name).inc(len(found))
         for ended in state.tracker.ended:
             state.track_votes.pop(ended, None)
         state.analysed += 1
@@ -431,7 +436,8 @@ class Pipeline:
         result = await self.batcher.segment(crops, state.name)
         if result is None:
             return  # dropped under load, counted by the batcher
-        self.metrics.stage.labels("segment").observe(time.perf_counter() - faces_done)
+        inferred = time.perf_counter()
+        self.metrics.stage.labels("infer").observe(inferred - faces_done)
         state.faces += len(found)
         self.metrics.faces.labels(state.name).inc(len(found))
         observations = [
@@ -452,18 +458,20 @@ class Pipeline:
             track_vote.add(frame.capture_time, face.score)
         best = max(observations, key=lambda face: face.score)
         evidence = Evidence(
-            frame.image,
-            best.mask,
-            best.box,
-            best.crop.box,
-            best.score,
-            frame.capture_time,
-            best.track,
+            frame=frame.image,
+            mask=best.mask,
+            crop=best.crop.image,
+            face_box=best.box,
+            crop_box=best.crop.box,
+            score=best.score,
+            capture_time=frame.capture_time,
+            track=best.track,
         )
         decision = state.vote.add(frame.capture_time, best.score, evidence)
         self._observe(state, frame, observations)
         self._finish(state, frame)
         await self._decide(state, decision, frame.capture_time)
+        self.metrics.stage.labels("vote").observe(time.perf_counter() - inferred)
 
     def _finish(self, state: StreamState, frame: SourceFrame) -> None:
         latency = time.time() - frame.capture_time

@@ -12,17 +12,19 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from fakewatch.engines.bundle import EngineBundle
-from fakewatch.engines.defaults import default_bundle_path
+from fakewatch.engines.defaults import default_bundle_path, installed_version
 from fakewatch.engines.faces import RetinaFaceDetector
 from fakewatch.engines.runtimes import open_engine
 from fakewatch.stream.api import BASE_URL, build_app
 from fakewatch.stream.batcher import LocalSegmenter
 from fakewatch.stream.config import ServiceConfig, VoteConfig
-from fakewatch.stream.events import EventSink, LogSink
+from fakewatch.stream.events import EventSink, LogSink, RecentEvents
+from fakewatch.stream.evidence import EvidenceStore
 from fakewatch.stream.logs import LOGGER_NAME, log
 from fakewatch.stream.pipeline import UNCALIBRATED, Pipeline, Thresholds
 
@@ -70,19 +72,49 @@ def open_pipeline(config: ServiceConfig, sinks: list[EventSink] | None = None) -
         sinks=[LogSink(), *(sinks or [])],
     )
     pipeline.metrics.info.info(
-        {"engine": engine.info.label, "model_sha256": bundle.model_sha256[:16]}
+        {
+            "version": installed_version(),
+            "engine": engine.info.label,
+            "backend": engine.info.backend,
+            "model": bundle.manifest.name,
+            "model_sha256": bundle.model_sha256[:16],
+        }
     )
     log(logger, logging.INFO, "engine.opened", engine=engine.info.label, bundle=str(bundle.folder))
     return pipeline
 
 
+@dataclass
+class Service:
+    """What ``fakewatch serve`` runs: the pipeline and the stores around it."""
+
+    config: ServiceConfig
+    pipeline: Pipeline
+    evidence: EvidenceStore
+    recent: RecentEvents
+
+
+def open_service(config: ServiceConfig, sinks: list[EventSink] | None = None) -> Service:
+    """The pipeline with its event sinks: log, recent events, evidence, then ``sinks``."""
+    settings = config.evidence
+    evidence = EvidenceStore(
+        settings.folder,
+        max_alerts=settings.max_alerts,
+        max_age_s=settings.max_age_days * 86400,
+        max_bytes=round(settings.max_megabytes * 1024**2),
+    )
+    recent = RecentEvents()
+    recent.seed(evidence.recent(limit=50)[::-1])  # alerts from before a restart
+    pipeline = open_pipeline(config, [recent, evidence, *(sinks or [])])
+    return Service(config, pipeline, evidence, recent)
+
+
 @contextlib.asynccontextmanager
-async def running(
-    config: ServiceConfig, pipeline: Pipeline
-) -> AsyncIterator[tuple[web.AppRunner, str]]:
+async def running(service: Service) -> AsyncIterator[tuple[web.AppRunner, str]]:
     """The pipeline started behind the HTTP API with the configured streams; yields the
     runner and the base URL the API answers on."""
-    app = build_app(config, pipeline)
+    config, pipeline = service.config, service.pipeline
+    app = build_app(service)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
@@ -106,8 +138,7 @@ async def running(
 
 
 async def serve(
-    config: ServiceConfig,
-    pipeline: Pipeline,
+    service: Service,
     duration_s: float | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
@@ -117,7 +148,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with running(config, pipeline) as (_, base):
+    async with running(service) as (_, base):
         if on_listening is not None:
             on_listening(base)
         with contextlib.suppress(TimeoutError):

@@ -257,9 +257,16 @@ class WebRTCSource:
             # on a loaded CPU), up to 30 times a second per stream. PyAV's scaler mostly
             # runs without the GIL (measured), and the reader keeps draining aiortc's
             # queue meanwhile.
+            started = time.perf_counter()
             image: np.ndarray = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
             self.frames.put(
-                SourceFrame(image, capture_time=received, index=index, pts_s=frame.time)
+                SourceFrame(
+                    image,
+                    capture_time=received,
+                    index=index,
+                    pts_s=frame.time,
+                    decode_s=time.perf_counter() - started,
+                )
             )
             if self._status is SourceStatus.CONNECTING:
                 self._set_status(SourceStatus.UP, f"receiving {frame.width}x{frame.height} video")

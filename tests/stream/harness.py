@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,8 @@ import aiohttp
 from fakewatch.stream.config import load_config
 from fakewatch.stream.events import MemorySink
 from fakewatch.stream.pipeline import Pipeline
-from fakewatch.stream.service import open_pipeline, running
+from fakewatch.stream.service import Service as HostedService
+from fakewatch.stream.service import open_service, running
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -25,6 +28,7 @@ class Service:
     events: MemorySink
     base: str
     http: aiohttp.ClientSession
+    service: HostedService
 
     async def add(self, url: str, name: str) -> str:
         async with self.http.post("/api/streams", json={"url": url, "name": name}) as response:
@@ -52,15 +56,28 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def serving(token: str | None = TOKEN, **overrides: Any) -> AsyncIterator[Service]:
-    """The service with local files allowed and ``overrides`` (dotted config keys)."""
-    settings = {"server.port": 0, "server.token": token, "sources.allow_local_files": True}
+async def serving(
+    state: Path | None = None, token: str | None = TOKEN, **overrides: Any
+) -> AsyncIterator[Service]:
+    """The service with local files allowed, its stored state under ``state`` (a
+    temporary folder by default) and ``overrides`` (dotted config keys)."""
+    if state is None:
+        with tempfile.TemporaryDirectory() as folder:
+            async with serving(Path(folder), token, **overrides) as service:
+                yield service
+        return
+    settings = {
+        "server.port": 0,
+        "server.token": token,
+        "sources.allow_local_files": True,
+        "evidence.folder": str(state / "evidence"),
+    }
     config = load_config(environ={}, overrides={**settings, **overrides})
     events = MemorySink()
-    pipeline = open_pipeline(config, [events])
+    service = open_service(config, [events])
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
-        running(config, pipeline) as (_, base),
+        running(service) as (_, base),
         aiohttp.ClientSession(base_url=base, headers=headers) as http,
     ):
-        yield Service(pipeline, events, base, http)
+        yield Service(service.pipeline, events, base, http, service)
