@@ -67,6 +67,10 @@ def test_manipulated_span_is_suspected_then_cleared_and_the_real_clip_is_not(
             assert suspected.evidence.frame.shape == (360, 640, 3)
             assert suspected.evidence.mask.shape == (224, 224)
             assert suspected.track == suspected.evidence.track
+            async with service.http.get(f"/api/events?stream={stream}") as response:
+                listed = {e["id"]: e for e in (await response.json())["events"]}
+            async with service.http.get(listed[suspected.id]["evidence_urls"]["frame"]) as answer:
+                assert answer.status == 200 and answer.content_type == "image/jpeg"
             await asyncio.sleep(max(0.0, start + 19.0 - time.time()))
             state = await service.state(quiet)
             assert state["faces_analysed"] > 50
