@@ -8,13 +8,25 @@ sets ``server.port`` (sections and keys joined by ``__``; values parsed as YAML 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fakewatch.stream.urlguard import check_webhook_url
 
 ENV_PREFIX = "FAKEWATCH_"
 
@@ -147,6 +159,129 @@ class EvidenceConfig(Section):
     max_megabytes: float = Field(2048.0, gt=0, le=1_000_000, description="evidence kept in all")
 
 
+WebhookEvent = Literal["deepfake.suspected", "deepfake.cleared", "stream.down", "stream.up"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
+    "deepfake.suspected",
+    "deepfake.cleared",
+    "stream.down",
+    "stream.up",
+)
+SECRET_PREFIX = "whsec_"
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The signing key of a Standard Webhooks secret ``whsec_<base64>`` (24 to 64 bytes);
+    :class:`ValueError` (never quoting the secret) when it is not one."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret is {SECRET_PREFIX}<base64 of 24 to 64 random bytes>")
+    encoded = secret[len(SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the part after {SECRET_PREFIX} is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"a webhook secret must decode to 24 to 64 bytes, not {len(key)}")
+    return key
+
+
+class WebhookEndpoint(Section):
+    """One receiver of signed event deliveries (Standard Webhooks)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="label in logs and metrics, and the endpoint's key in the outbox",
+    )
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL events are POSTed to")
+    secrets: tuple[SecretStr, ...] = Field(
+        (),
+        description="whsec_<base64> signing secrets, all live at once (rotation); never shown",
+    )
+    secrets_file: Path | None = Field(
+        None, description="file with more whsec_ secrets, one a line (# comments), read at start"
+    )
+    events: tuple[WebhookEvent, ...] = Field(
+        WEBHOOK_EVENTS, min_length=1, description="event types sent to this endpoint"
+    )
+    allow_private: bool = Field(
+        False, description="allow loopback, private and link-local addresses (off: refused)"
+    )
+    timeout_s: float = Field(10.0, gt=0, le=120, description="total time one request may take")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secrets_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("secrets_file"):
+            return data
+        path = Path(data["secrets_file"])
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as error:
+            raise ValueError(f"cannot read secrets_file {path}: {error.strerror}") from None
+        found = [s for s in (line.split("#", 1)[0].strip() for line in lines) if s]
+        if not found:
+            raise ValueError(f"secrets_file {path} holds no secret")
+        given = data.get("secrets") or ()
+        if isinstance(given, str | SecretStr):
+            given = (given,)
+        return {**data, "secrets": (*given, *found)}
+
+    @field_validator("secrets")
+    @classmethod
+    def _check_secrets(cls, secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for index, secret in enumerate(secrets):
+            try:
+                webhook_secret_key(secret.get_secret_value())
+            except ValueError as error:
+                raise ValueError(f"secret {index + 1}: {error}") from None
+        return secrets
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookEndpoint:
+        check_webhook_url(self.url, self.allow_private)
+        if not self.secrets:
+            raise ValueError(f"webhook endpoint {self.name!r} needs secrets or secrets_file")
+        return self
+
+    def keys(self) -> list[bytes]:
+        """The signing keys of every live secret."""
+        return [webhook_secret_key(s.get_secret_value()) for s in self.secrets]
+
+
+class WebhooksConfig(Section):
+    endpoints: tuple[WebhookEndpoint, ...] = Field(
+        (), description="receivers of signed event deliveries (Standard Webhooks)"
+    )
+    outbox: Path = Field(
+        Path("fakewatch-data/outbox.sqlite3"),
+        description="SQLite outbox of deliveries: written before sending, kept across restarts",
+    )
+    initial_backoff_s: float = Field(
+        5.0, gt=0, le=3600, description="delay before the first retry; it doubles per attempt"
+    )
+    max_backoff_s: float = Field(
+        3600.0, gt=0, le=86400, description="longest delay between attempts (caps Retry-After)"
+    )
+    backoff_jitter: float = Field(
+        0.2, ge=0, le=1, description="random fraction added to or taken from each delay"
+    )
+    max_attempts: int = Field(
+        30, ge=1, le=1000, description="attempts before a delivery is given up (failed)"
+    )
+    max_age_s: float = Field(
+        86400.0, gt=0, le=30 * 86400, description="a delivery older than this is given up"
+    )
+    max_pending: int = Field(
+        10000,
+        ge=1,
+        le=1_000_000,
+        description="undelivered deliveries kept per endpoint; beyond it the oldest is dropped",
+    )
+    max_in_flight: int = Field(4, ge=1, le=64, description="requests at once per endpoint")
+    history_hours: float = Field(
+        24.0, ge=0, le=8760, description="delivered and given-up deliveries kept for inspection"
+    )
+
+
 class StreamEntry(Section):
     name: str = Field(min_length=1, max_length=100)
     url: str = Field(min_length=1, max_length=4096)
@@ -170,6 +305,7 @@ class ServiceConfig(Section):
     batcher: BatcherConfig = BatcherConfig()
     vote: VoteConfig = VoteConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     logging: LoggingConfig = LoggingConfig()
     streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
 
@@ -194,6 +330,12 @@ class ServiceConfig(Section):
         names = [s.name for s in self.streams]
         if len(set(names)) != len(names):
             raise ValueError("stream names must be unique")
+        hooks = self.webhooks
+        if hooks.initial_backoff_s > hooks.max_backoff_s:
+            raise ValueError("webhooks.initial_backoff_s must not exceed max_backoff_s")
+        names = [e.name for e in hooks.endpoints]
+        if len(set(names)) != len(names):
+            raise ValueError("webhook endpoint names must be unique")
         return self
 
 
@@ -278,5 +420,5 @@ def _yaml(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, tuple):
-        value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")

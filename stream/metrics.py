@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+WEBHOOK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class PipelineMetrics:
@@ -22,6 +32,10 @@ class PipelineMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # CPU, memory, open files and Python's own figures of this process
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         r = self.registry
         self.info = Info(
             "fakewatch_build", "Version, engine and model the service runs", registry=r
@@ -105,6 +119,28 @@ class PipelineMetrics:
         )
         self.events = Counter(
             "fakewatch_events_total", "Events emitted, by type", ["type"], registry=r
+        )
+        # the endpoint label is a configured endpoint's name: bounded by the configuration
+        self.webhook_deliveries = Counter(
+            "fakewatch_webhook_deliveries_total",
+            "Webhook deliveries by outcome: delivered; retried (an attempt failed, another is "
+            "due); failed (given up); disabled (the endpoint answered 410 Gone or is disabled); "
+            "dropped (the outbox was full)",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.webhook_pending = Gauge(
+            "fakewatch_webhook_outbox_pending",
+            "Webhook deliveries waiting in the outbox",
+            ["endpoint"],
+            registry=r,
+        )
+        self.webhook_seconds = Histogram(
+            "fakewatch_webhook_delivery_seconds",
+            "Seconds per webhook request, whatever its outcome",
+            ["endpoint"],
+            buckets=WEBHOOK_BUCKETS,
+            registry=r,
         )
 
     def forget(self, stream: str) -> None:

@@ -207,6 +207,7 @@ class Pipeline:
             on_drop=self._count_batch_drop,
         )
         self.streams: dict[str, StreamState] = {}
+        self.metrics.queue.set_function(lambda: self.batcher.queued)
         self.ready = False
         self._pool = ThreadPoolExecutor(
             config.analysis.detector_workers, thread_name_prefix="faces"
@@ -294,6 +295,9 @@ class Pipeline:
         self.streams[stream_id] = state
         self.metrics.streams.set(len(self.streams))
         self.metrics.stream_up.labels(name).set(0)
+        # exported at 0 from the start, so dashboards and alerts see "no" rather than nothing
+        self.metrics.alerting.labels(name).set(0)
+        self.metrics.reconnects.labels(name)
         await state.source.start()
         state.task = asyncio.get_running_loop().create_task(
             self._watch(state), name=f"stream {name}"
@@ -480,7 +484,6 @@ class Pipeline:
         score = state.vote.score
         if score is not None:
             self.metrics.score.labels(state.name).set(score)
-        self.metrics.queue.set(self.batcher.queued)
 
     def _observe(
         self, state: StreamState, frame: SourceFrame, faces: list[FaceObservation]

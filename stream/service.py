@@ -26,7 +26,9 @@ from fakewatch.stream.config import ServiceConfig, VoteConfig
 from fakewatch.stream.events import EventSink, LogSink, RecentEvents
 from fakewatch.stream.evidence import EvidenceStore
 from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.pipeline import UNCALIBRATED, Pipeline, Thresholds
+from fakewatch.stream.webhooks import WebhookSink
 
 logger = logging.getLogger(f"{LOGGER_NAME}.service")
 
@@ -45,7 +47,11 @@ def vote_thresholds(bundle: EngineBundle, vote: VoteConfig) -> Thresholds:
     )
 
 
-def open_pipeline(config: ServiceConfig, sinks: list[EventSink] | None = None) -> Pipeline:
+def open_pipeline(
+    config: ServiceConfig,
+    sinks: list[EventSink] | None = None,
+    metrics: PipelineMetrics | None = None,
+) -> Pipeline:
     """A pipeline on the configured engine (the shipped one by default); not started."""
     bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
     engine = open_engine(
@@ -70,6 +76,7 @@ def open_pipeline(config: ServiceConfig, sinks: list[EventSink] | None = None) -
         bundle.spec.crop_margin,
         vote_thresholds(bundle, config.vote),
         sinks=[LogSink(), *(sinks or [])],
+        metrics=metrics,
     )
     pipeline.metrics.info.info(
         {
@@ -92,10 +99,12 @@ class Service:
     pipeline: Pipeline
     evidence: EvidenceStore
     recent: RecentEvents
+    webhooks: WebhookSink | None = None
 
 
 def open_service(config: ServiceConfig, sinks: list[EventSink] | None = None) -> Service:
-    """The pipeline with its event sinks: log, recent events, evidence, then ``sinks``."""
+    """The pipeline with its event sinks: log, recent events, evidence, webhooks (when
+    endpoints are configured), then ``sinks``."""
     settings = config.evidence
     evidence = EvidenceStore(
         settings.folder,
@@ -105,8 +114,13 @@ def open_service(config: ServiceConfig, sinks: list[EventSink] | None = None) ->
     )
     recent = RecentEvents()
     recent.seed(evidence.recent(limit=50)[::-1])  # alerts from before a restart
-    pipeline = open_pipeline(config, [recent, evidence, *(sinks or [])])
-    return Service(config, pipeline, evidence, recent)
+    metrics = PipelineMetrics()
+    webhooks = None
+    if config.webhooks.endpoints:  # after the evidence store: its links exist when sent
+        webhooks = WebhookSink(config.webhooks, evidence, metrics)
+    hooks: list[EventSink] = [webhooks] if webhooks else []
+    pipeline = open_pipeline(config, [recent, evidence, *hooks, *(sinks or [])], metrics)
+    return Service(config, pipeline, evidence, recent, webhooks)
 
 
 @contextlib.asynccontextmanager
@@ -127,6 +141,9 @@ async def running(service: Service) -> AsyncIterator[tuple[web.AppRunner, str]]:
     base = f"http://{host}:{port}"
     app[BASE_URL]["url"] = config.server.public_url or base
     try:
+        if service.webhooks is not None:
+            service.webhooks.set_base_url(app[BASE_URL]["url"])
+            await service.webhooks.start()
         await pipeline.start()
         for entry in config.streams:
             await pipeline.add_url(entry.url, entry.name)
@@ -134,6 +151,8 @@ async def running(service: Service) -> AsyncIterator[tuple[web.AppRunner, str]]:
         yield runner, base
     finally:
         await pipeline.close()
+        if service.webhooks is not None:
+            await service.webhooks.close()
         await runner.cleanup()
 
 

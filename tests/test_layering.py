@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "engines": ("fakewatch.training", "fakewatch.stream", "fakewatch.cli"),
     "training": ("fakewatch.stream",),
-    "stream": ("fakewatch.training",),
+    "stream": ("fakewatch.training", "fakewatch.cli"),
 }
 
 

@@ -71,6 +71,7 @@ async def serving(
         "server.token": token,
         "sources.allow_local_files": True,
         "evidence.folder": str(state / "evidence"),
+        "webhooks.outbox": str(state / "outbox.sqlite3"),
     }
     config = load_config(environ={}, overrides={**settings, **overrides})
     events = MemorySink()
