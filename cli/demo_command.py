@@ -105,13 +105,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fakewatch.stream.logs import configure_logging
     from fakewatch.stream.service import open_service, serve
 
-    _, twin = demo_clips(args.cache, args.clip)
+    clip, twin = demo_clips(args.cache, args.clip)
     config = build_config(
         args,
         {
             "sources.allow_local_files": True,
             "sources.loop_files": True,
-            "streams": [{"name": "demo", "url": str(twin)}],
+            "streams": [
+                {"name": "demo", "url": str(twin)},
+                {"name": "real", "url": str(clip)},
+            ],
+            "evidence.folder": str(args.cache / "evidence"),
         },
     )
     configure_logging(config.logging.level, config.logging.json_lines)
@@ -120,10 +124,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     def banner(base: str) -> None:
         print(
-            f"\nfakewatch is watching the demo stream {twin.name}:\n"
-            f"a real clip whose face is manipulated from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s "
-            f"of every {length:.0f} s loop.\n"
-            "Expect deepfake.suspected during that span and deepfake.cleared after it.\n"
+            f"\nfakewatch is watching two looping streams of {clip.name}:\n"
+            f"  demo  its face manipulated from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s of every "
+            f"{length:.0f} s loop:\n"
+            "        expect deepfake.suspected during that span, deepfake.cleared after it\n"
+            "  real  the clip as it is: expect no alert\n"
+            f"  page:     {base}/  (camera: {base}/publish)\n"
             f"  streams:  {base}/api/streams\n"
             f"  metrics:  {base}/metrics\n"
             f"  ready:    {base}/readyz\n"

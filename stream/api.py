@@ -8,6 +8,10 @@ metrics stay open for probes and scrapers. Every error is JSON:
 WebRTC ingest follows WHIP (RFC 9725): ``POST /api/whip`` with an ``application/sdp``
 offer is answered ``201 Created`` with the SDP answer and a ``Location`` to ``DELETE``
 when publishing ends. ``POST /api/webrtc/offer`` takes the same offer as JSON.
+
+``/`` (the streams page) and ``/publish`` (a camera publisher) are static pages from
+``web/`` with their scripts under ``/static/``. They hold no data and need no token; the
+``/api/`` calls they make send the token the user types in.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -43,6 +48,27 @@ RECENT = web.AppKey("recent", RecentEvents)
 BASE_URL = web.AppKey("base_url", dict)  # {"url": ...}, set once the server is bound
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WEB = Path(__file__).resolve().parent / "web"
+"""The pages' files: HTML at ``/`` and ``/publish``, the rest under ``/static/``."""
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+PAGE_HEADERS = {
+    # scripts, styles and fetches from this origin only; images also from blob: URLs
+    # (evidence is fetched with the token and shown as blobs)
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -256,6 +282,28 @@ async def get_evidence(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _web_file(name: str, content_type: str) -> web.FileResponse:
+    return web.FileResponse(WEB / name, headers={**PAGE_HEADERS, "Content-Type": content_type})
+
+
+async def index_page(request: web.Request) -> web.StreamResponse:
+    return _web_file("index.html", "text/html; charset=utf-8")
+
+
+async def publish_page(request: web.Request) -> web.StreamResponse:
+    return _web_file("publish.html", "text/html; charset=utf-8")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """One file of ``web/`` by name: no folders, no listing, known types only."""
+    name = request.match_info["name"]
+    content_type = STATIC_TYPES.get(Path(name).suffix)
+    plain = name == Path(name).name and "\\" not in name and not name.startswith(".")
+    if content_type is None or not plain or not (WEB / name).is_file():
+        return error(404, f"no static file {name!r}")
+    return _web_file(name, content_type)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -291,6 +339,9 @@ def build_app(service: Service) -> web.Application:
     app.router.add_post("/api/webrtc/offer", webrtc_offer)
     app.router.add_get("/api/events", list_events)
     app.router.add_get("/api/evidence/{id}/{name}", get_evidence)
+    app.router.add_get("/", index_page)
+    app.router.add_get("/publish", publish_page)
+    app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -103,9 +103,10 @@ def test_live_demo_serves_ones_own_clip_as_a_looping_stream(
     args = ["demo", "--clip", str(clip), "--cache", str(tmp_path / "cache")]
     assert main([*args, "--port", "0", "--duration", "6"]) == 0
     captured = capsys.readouterr()
-    assert "fakewatch is watching the demo stream mine.manipulated-" in captured.out
+    assert "fakewatch is watching two looping streams of mine.mp4" in captured.out
     assert "/api/streams" in captured.out and "/metrics" in captured.out
-    assert "stream.up stream=demo" in captured.err
-    assert "stream.removed stream=demo" in captured.err
-    # a 2 s clip looping for 6 s: the file restarts without a stream.down
+    for stream in ("demo", "real"):
+        assert f"stream.up stream={stream}" in captured.err
+        assert f"stream.removed stream={stream}" in captured.err
+    # 2 s clips looping for 6 s: a file restarts without a stream.down
     assert "stream.down" not in captured.err
