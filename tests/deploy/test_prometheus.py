@@ -1,0 +1,300 @@
+"""deploy/prometheus against promtool and a real Prometheus scraping the running service.
+
+``promtool`` checks the configuration and the alerting rules and runs their unit tests
+(alerts.test.yml). Then the service runs with a live stream of a real face and a webhook
+endpoint, Prometheus (deploy/prometheus/prometheus.yml, pointed at the service and
+scraping every second) scrapes it, and every query of the Grafana dashboard, its
+variables replaced, must return at least one series: a query that Prometheus refuses or
+that finds nothing names its panel.
+
+Prometheus and promtool come from Debian's ``prometheus`` package; without them these
+tests are skipped, or fail when ``CI`` is set: CI must run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import numpy as np
+import pytest
+import yaml
+from aiohttp import web
+
+from fakewatch.stream.metrics import PipelineMetrics
+from tests.deploy.dashboard import (
+    PROMETHEUS_DIR,
+    STREAM,
+    Query,
+    alert_rules,
+    annotation_queries,
+    load_dashboard,
+    metric_names,
+    panel_queries,
+)
+from tests.media import face_clip, write_video
+from tests.stream.harness import serving
+
+DEBIAN_PACKAGE = "prometheus"
+HOOK = "receiver"
+"""The webhook endpoint the live test configures (the ``endpoint`` label)."""
+DATA_TIMEOUT_S = 30.0
+"""How long every query may take to find data once Prometheus is ready."""
+
+
+def require(tool: str) -> str:
+    """The path of ``tool``; skip the calling test without it, or fail under CI."""
+    path = shutil.which(tool)
+    if path is not None:
+        return path
+    reason = f"{tool} is not installed: apt-get install {DEBIAN_PACKAGE}"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the Prometheus tests: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
+    result = subprocess.run(
+        [require("promtool"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
+    return output
+
+
+# ---------------------------------------------------------------- without a server
+
+
+def test_every_alert_reads_exported_metrics_and_has_a_unit_test() -> None:
+    families = list(PipelineMetrics().registry.collect())
+    exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    names = [rule["alert"] for rule in alert_rules()]
+    assert len(names) == len(set(names)), "alert names repeat"
+    for rule in alert_rules():
+        for name in metric_names(rule["expr"]) - {"up"}:
+            base = name.removesuffix("_total").removesuffix("_bucket")
+            assert name in exported or base in exported, (
+                f"alert {rule['alert']} reads {name}, which the service does not export"
+            )
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    tests = yaml.safe_load((PROMETHEUS_DIR / "alerts.test.yml").read_text())["tests"]
+    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"]}
+    assert set(names) <= tested, f"alerts without a unit test: {set(names) - tested}"
+
+
+def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(
+    tmp_path: Path,
+) -> None:
+    # a copy, as the container mounts the folder: rule_files resolve beside the config
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(PROMETHEUS_DIR / name, tmp_path / name)
+    assert "SUCCESS" in promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    rules = promtool("check", "rules", "alerts.yml")
+    assert f"SUCCESS: {len(alert_rules())} rules found" in rules
+    assert "SUCCESS" in promtool("test", "rules", "alerts.test.yml")
+
+
+# ---------------------------------------------------------------- against the service
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape_config(target: str, folder: Path) -> Path:
+    """deploy/prometheus/prometheus.yml pointed at ``target``, scraping every second."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "fakewatch"
+    job["static_configs"] = [{"targets": [target]}]
+    path = folder / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def prometheus_server(config: Path, folder: Path) -> AsyncIterator[str]:
+    """A Prometheus server on a free local port running ``config``: its base URL once
+    ready. Stopped (SIGTERM, then SIGKILL after 10 s) on exit."""
+    binary = require("prometheus")
+    with tempfile.TemporaryFile() as log:
+        for _ in range(3):  # the free port may be taken before Prometheus binds it
+            url = f"http://127.0.0.1:{free_port()}"
+            command = [binary, f"--config.file={config}",
+                       f"--storage.tsdb.path={folder / 'tsdb'}",
+                       f"--web.listen-address={url.removeprefix('http://')}",
+                       "--log.level=warn"]  # fmt: skip
+            process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+            try:
+                if await wait_ready(url, process):
+                    yield url
+                    return
+            finally:
+                stop(process)
+        log.seek(0)
+        raise RuntimeError(f"Prometheus did not start:\n{log.read().decode(errors='replace')}")
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> bool:
+    """True once Prometheus answers /-/ready, False when it exited first."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while process.poll() is None:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{url}/-/ready") as response:
+                    if response.status == 200:
+                        return True
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Prometheus at {url} not ready after {timeout} s")
+            await asyncio.sleep(0.2)
+    return False
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, list[str]]]:
+    """A local webhook endpoint that accepts every delivery: its URL and the event types
+    of the deliveries it received."""
+    received: list[str] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        received.append(str((await request.json()).get("type")))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", accept)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
+
+
+async def api(http: aiohttp.ClientSession, path: str, **params: str) -> Any:
+    """The ``data`` of a Prometheus HTTP API answer; fails on an error answer."""
+    async with http.get(path, params=params) as response:
+        body = await response.json()
+    assert body.get("status") == "success", f"{path} {params}: {body}"
+    return body["data"]
+
+
+async def evaluate(http: aiohttp.ClientSession, query: Query) -> list[Any] | str:
+    """The series an instant query returns, or Prometheus' error as a string."""
+    async with http.get("/api/v1/query", params={"query": query.promql}) as response:
+        body = await response.json()
+    if body.get("status") != "success":
+        return f"{body.get('errorType')}: {body.get('error')}"
+    result = body["data"]["result"]
+    return list(result) if isinstance(result, list) else [result]
+
+
+async def failing_queries(http: aiohttp.ClientSession, queries: list[Query]) -> list[str]:
+    """What is wrong with each query that errs or returns nothing."""
+    results = await asyncio.gather(*(evaluate(http, query) for query in queries))
+    failures = []
+    for query, result in zip(queries, results, strict=True):
+        if isinstance(result, str):
+            failures.append(f"{query}\n    -> refused by Prometheus: {result}")
+        elif not result:
+            failures.append(f"{query}\n    -> no series ({query.promql})")
+    return failures
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    require("prometheus")
+    clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 60, (640, 480)))
+    dashboard = load_dashboard()
+    queries = panel_queries(dashboard)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+    async def run() -> None:
+        async with webhook_receiver() as (hook_url, received):
+            endpoint = {"name": HOOK, "url": hook_url, "secrets": [secret], "allow_private": True}
+            webhooks: dict[str, Any] = {"webhooks.endpoints": [endpoint]}
+            async with serving(tmp_path / "state", **webhooks) as service:
+                await service.add(str(clip), STREAM)
+                target = urlsplit(service.base).netloc
+                config = scrape_config(target, tmp_path)
+                async with (
+                    prometheus_server(config, tmp_path) as url,
+                    aiohttp.ClientSession(base_url=url) as http,
+                ):
+                    await check(http, target, received)
+
+    async def check(http: aiohttp.ClientSession, target: str, received: list[str]) -> None:
+        deadline = time.monotonic() + DATA_TIMEOUT_S
+        while failures := await failing_queries(http, queries):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(failures)} of {len(queries)} dashboard queries found no data "
+                    f"after {DATA_TIMEOUT_S:.0f} s:\n" + "\n".join(failures)
+                )
+            await asyncio.sleep(1)
+        assert "stream.up" in received, f"the webhook endpoint got {received}"
+
+        (scraped,) = (await api(http, "/api/v1/targets"))["activeTargets"]
+        assert scraped["labels"] == {"instance": target, "job": "fakewatch"}
+        assert scraped["health"] == "up", scraped
+
+        # the stream variable's query: label_values(fakewatch_stream_up, stream)
+        values = await api(
+            http, "/api/v1/label/stream/values", **{"match[]": "fakewatch_stream_up"}
+        )
+        assert values == [STREAM]
+
+        # annotation queries match only while something is wrong: they must be valid PromQL
+        for query in annotation_queries(dashboard):
+            assert not isinstance(await evaluate(http, query), str), query
+
+        # every rule loaded and evaluated without error against the real series
+        expected = {rule["alert"] for rule in alert_rules()}
+        while True:
+            (group,) = (await api(http, "/api/v1/rules"))["groups"]
+            rules = {rule["name"]: rule for rule in group["rules"]}
+            assert set(rules) == expected
+            if all(rule["health"] != "unknown" for rule in rules.values()):
+                break
+            await asyncio.sleep(0.5)
+        for name, rule in rules.items():
+            assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
+        firing = [a["labels"] for a in (await api(http, "/api/v1/alerts"))["alerts"]
+                  if a["state"] == "firing"]  # fmt: skip
+        assert not firing, f"alerts fire on a healthy service showing a real face: {firing}"
+
+    asyncio.run(run())
