@@ -49,6 +49,9 @@ BASE_URL = web.AppKey("base_url", dict)  # {"url": ...}, set once the server is 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+MAX_JSON_BYTES = 65536
+"""The largest JSON body a control endpoint reads."""
+
 WEB = Path(__file__).resolve().parent / "web"
 """The pages' files: HTML at ``/`` and ``/publish``, the rest under ``/static/``."""
 STATIC_TYPES = {
@@ -108,12 +111,19 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(text="send JSON (Content-Type: application/json)")
-    if request.content_length is not None and request.content_length > 65536:
-        raise web.HTTPRequestEntityTooLarge(max_size=65536, actual_size=request.content_length)
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_JSON_BYTES, actual_size=request.content_length
+        )
+    data = await request.read()  # a chunked body has no Content-Length: check what came
+    if len(data) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
     try:
-        body = json.loads(await request.text())
+        body = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(text="the body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return body
@@ -213,7 +223,10 @@ async def _accept_offer(request: web.Request, sdp: str, name: str | None) -> tup
 async def whip_publish(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
         raise web.HTTPUnsupportedMediaType(text="a WHIP offer is Content-Type: application/sdp")
-    sdp = await request.text()
+    try:
+        sdp = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="the body is not an SDP offer: not UTF-8 text") from None
     stream_id, answer = await _accept_offer(request, sdp, request.query.get("name"))
     base = request.app[BASE_URL].get("url", "")
     return web.Response(
@@ -311,7 +324,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     pipeline = _pipeline(request)
     if not pipeline.ready:
-        return error(503, "warming up: the engine has not run its first inference yet")
+        return error(503, pipeline.not_ready_reason or "not ready")
     return web.json_response({"status": "ready", "streams": len(pipeline.streams)})
 
 

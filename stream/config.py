@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from fakewatch.stream.redact import MASK, redact_url
 from fakewatch.stream.urlguard import check_webhook_url
 
 ENV_PREFIX = "FAKEWATCH_"
@@ -52,6 +53,13 @@ class ServerConfig(Section):
     )
     public_url: str | None = Field(
         None, description="base URL clients reach the service at (for WHIP Location headers)"
+    )
+    shutdown_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="longest a stop (SIGTERM, Ctrl-C) takes: streams stopped, open alerts "
+        "closed with a final event, webhook outbox closed; whatever is left is abandoned",
     )
 
 
@@ -116,6 +124,23 @@ class AnalysisConfig(Section):
         2, ge=0, le=100, description="detections a track may miss before it ends"
     )
     detector_workers: int = Field(1, ge=1, le=64, description="face detection threads")
+    detect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="a face detection call running longer has hung: its frame is dropped "
+        "(detector_failed) and the detector restarted",
+    )
+    restart_after_errors: int = Field(
+        3, ge=1, le=1000, description="detection calls failing in a row that restart the detector"
+    )
+    restart_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest opening and warming up a detector may take (at start or "
+        "restart) before it is tried again",
+    )
 
 
 class BatcherConfig(Section):
@@ -128,6 +153,23 @@ class BatcherConfig(Section):
     )
     deadline_s: float = Field(
         5.0, gt=0, le=600, description="crops older than this are dropped, not analysed"
+    )
+    infer_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="an engine call running longer has hung: its crops are dropped "
+        "(engine_failed) and the engine restarted",
+    )
+    restart_after_errors: int = Field(
+        3, ge=1, le=1000, description="engine calls failing in a row that restart the engine"
+    )
+    restart_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest opening and warming up an engine may take (at start or "
+        "restart) before it is tried again",
     )
 
 
@@ -393,7 +435,10 @@ def _describe(error: ValidationError, path: Path | None) -> str:
 
 
 def describe_config(config: ServiceConfig | None = None) -> str:
-    """``config`` (the defaults) as commented YAML: every key, its value, bounds and meaning."""
+    """``config`` (the defaults) as commented YAML: every key, its value, bounds and meaning.
+
+    Secrets are shown as ``***``: ``server.token``, credentials in stream and webhook URLs
+    (and webhook secrets, which are never shown anyway)."""
     config = config or ServiceConfig()
     lines = ["# fakewatch serve --config FILE; override any key with FAKEWATCH_SECTION__KEY"]
     for section_name, section_field in ServiceConfig.model_fields.items():
@@ -412,13 +457,25 @@ def describe_config(config: ServiceConfig | None = None) -> str:
             ]
             note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
             comment = f"  # {note}" if note else ""
-            lines.append(f"  {key}: {_yaml(getattr(value, name))}{comment}")
+            shown = getattr(value, name)
+            if name == "token" and shown is not None:
+                shown = MASK
+            lines.append(f"  {key}: {_yaml(shown)}{comment}")
     return "\n".join(lines) + "\n"
+
+
+def _redacted(entry: dict[str, Any]) -> dict[str, Any]:
+    """A stream or webhook entry with the credentials in its URL masked."""
+    if isinstance(entry.get("url"), str):
+        return {**entry, "url": redact_url(entry["url"])}
+    return entry
 
 
 def _yaml(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, tuple):
-        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+        value = [
+            _redacted(v.model_dump(mode="json")) if isinstance(v, BaseModel) else v for v in value
+        ]
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")

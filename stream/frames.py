@@ -47,6 +47,12 @@ class DropReason(enum.StrEnum):
     """The work waited longer than its deadline before inference."""
     SKIPPED = "skipped"
     """Not decoded at all: a non-reference frame skipped by the decoder."""
+    ENGINE_FAILED = "engine_failed"
+    """The engine call hung past ``batcher.infer_timeout_s`` or raised, or the engine was
+    being restarted after such a failure."""
+    DETECTOR_FAILED = "detector_failed"
+    """Face detection hung past ``analysis.detect_timeout_s`` or raised, or the detector
+    was being restarted after such a failure."""
 
 
 class LatestFrame:

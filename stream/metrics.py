@@ -117,6 +117,15 @@ class PipelineMetrics:
         self.alerting = Gauge(
             "fakewatch_alert_active", "1 while the stream is suspected", ["stream"], registry=r
         )
+        self.restarts = Counter(
+            "fakewatch_engine_restarts_total",
+            "Restarts of the inference engine or the face detector after a call hung or "
+            "calls kept failing",
+            ["component"],
+            registry=r,
+        )
+        for component in ("engine", "detector"):  # exported at 0 from the start
+            self.restarts.labels(component)
         self.events = Counter(
             "fakewatch_events_total", "Events emitted, by type", ["type"], registry=r
         )

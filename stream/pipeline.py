@@ -11,6 +11,17 @@ stream's vote decides; its decisions and the sources' health changes become
 
 Blocking work never runs on the event loop: decoding in each source's thread, face
 detection and cropping in a small thread pool, inference in the batcher's worker.
+
+Neither the detector nor the engine can stop a stream for good. A detection call is
+bounded by ``analysis.detect_timeout_s`` and an engine call by
+``batcher.infer_timeout_s``; one that runs past it, or a run of calls that raise
+(``restart_after_errors``), drops its frame (``detector_failed`` / ``engine_failed``),
+marks the pipeline not ready (``/readyz`` says why, ``fakewatch_ready`` is 0), and
+restarts the component: its threads are abandoned (a hung Python thread cannot be
+killed; it is a daemon and is leaked until its call returns), a fresh one is opened
+with the factory the host passed and warmed up, and the pipeline is ready again
+(``fakewatch_engine_restarts_total{component}`` counts restarts). Streams go on
+sampling throughout; their frames are dropped and counted while a component restarts.
 """
 
 from __future__ import annotations
@@ -22,7 +33,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +40,13 @@ import numpy as np
 
 from fakewatch.engines.crop import Box, FaceCrop, crop_face
 from fakewatch.engines.faces import FaceDetector
-from fakewatch.stream.batcher import CropBatcher, Segmenter
+from fakewatch.stream.batcher import (
+    RESTART_BACKOFF_S,
+    AbandonedError,
+    CropBatcher,
+    DaemonExecutor,
+    Segmenter,
+)
 from fakewatch.stream.config import ServiceConfig
 from fakewatch.stream.events import Event, EventSink, EventType, Evidence, WindowSummary
 from fakewatch.stream.ffmpeg_source import FFmpegSource
@@ -51,6 +67,10 @@ logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 UNCALIBRATED = (0.5, 0.45)
+STOPPING = "service stopping"
+"""The detail of the final ``deepfake.cleared`` of a stream still alerting at a stop."""
+REMOVED = "stream removed"
+"""The detail of the final ``deepfake.cleared`` of a stream removed while alerting."""
 
 
 class StreamLimitError(RuntimeError):
@@ -187,7 +207,13 @@ class Pipeline:
         thresholds: Thresholds,
         sinks: list[EventSink] | None = None,
         metrics: PipelineMetrics | None = None,
+        *,
+        segmenter_factory: Callable[[], Segmenter] | None = None,
+        detector_factory: Callable[[], FaceDetector] | None = None,
     ) -> None:
+        """``segmenter_factory`` and ``detector_factory`` open a fresh engine or detector
+        when one hung or kept failing; without them the same object is reused on fresh
+        threads."""
         self.config = config
         self.segmenter = segmenter
         self.detector = detector
@@ -196,6 +222,7 @@ class Pipeline:
         self.sinks: list[EventSink] = list(sinks or [])
         self.observers: list[FrameObserver] = []
         self.metrics = metrics or PipelineMetrics()
+        self.restarts = self.metrics.restarts
         batch = config.batcher
         self.batcher = CropBatcher(
             segmenter,
@@ -205,15 +232,31 @@ class Pipeline:
             deadline_s=batch.deadline_s,
             on_batch=self._count_batch,
             on_drop=self._count_batch_drop,
+            infer_timeout_s=batch.infer_timeout_s,
+            restart_after_errors=batch.restart_after_errors,
+            restart_timeout_s=batch.restart_timeout_s,
+            segmenter_factory=segmenter_factory,
+            crop_size=crop_size,
+            on_health=self._engine_health,
         )
         self.streams: dict[str, StreamState] = {}
         self.metrics.queue.set_function(lambda: self.batcher.queued)
         self.ready = False
-        self._pool = ThreadPoolExecutor(
-            config.analysis.detector_workers, thread_name_prefix="faces"
-        )
+        self._unready: dict[str, str] = {
+            "start": "warming up: the engine has not run its first inference yet"
+        }
+        self._detector_factory = detector_factory
+        self._detector_generation = 0  # bumped when the face pool is abandoned
+        self._detector_errors = 0  # detection calls in a row that raised
+        self._detector_restart: asyncio.Task[None] | None = None
+        self._pool = DaemonExecutor(config.analysis.detector_workers, "faces")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[bool]] = set()
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why the pipeline is not ready (empty when it is)."""
+        return "; ".join(self._unready.values())
 
     # lifecycle
 
@@ -221,13 +264,15 @@ class Pipeline:
         """Start the batcher and warm the detector and engine up; then ``ready`` is True."""
         self._loop = asyncio.get_running_loop()
         self.batcher.start()
-        size = self.crop_size
-        await asyncio.to_thread(self.detector.detect, np.zeros((480, 640, 3), np.uint8))
-        await asyncio.to_thread(self.segmenter.segment, np.zeros((1, size, size, 3), np.uint8))
-        self.ready = True
-        self.metrics.ready.set(1)
+        async with asyncio.timeout(self.config.analysis.restart_timeout_s):
+            blank = np.zeros((480, 640, 3), np.uint8)
+            await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.detector.detect, blank
+            )
+        await self.batcher.warm_up()
         self.metrics.threshold.labels("enter").set(self.thresholds.enter)
         self.metrics.threshold.labels("exit").set(self.thresholds.exit)
+        self._set_ready("start")
         log(
             logger,
             logging.INFO,
@@ -237,13 +282,105 @@ class Pipeline:
             calibrated=self.thresholds.calibrated,
         )
 
-    async def close(self) -> None:
-        """Remove every stream and stop the batcher."""
-        await asyncio.gather(*(self.remove(sid) for sid in list(self.streams)))
-        await self.batcher.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self, detail: str = STOPPING, drain_s: float = 5.0) -> None:
+        """Remove every stream and stop the batcher. Every stream's analysis stops
+        first; a stream still alerting then gets a final ``deepfake.cleared`` with
+        ``detail``, so no alert stays open in the sinks (call this before closing them);
+        then the sources are stopped, each within its own bound, and a detection or
+        engine call under way gets up to ``drain_s`` seconds to end (a native call still
+        running as the interpreter exits can abort the process)."""
+        self._set_unready("stopping", "the service is stopping")
+        restart, self._detector_restart = self._detector_restart, None
+        states = list(self.streams.values())
+        tasks = [t for t in (restart, *(s.task for s in states)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for state in states:
+            if state.vote.alerting:
+                state.vote.alerting = False
+                await self._decide(state, Decision.CLEARED, time.time(), detail)
+        await asyncio.gather(
+            *(self.remove(state.id) for state in states),
+            self.batcher.stop(drain_s),
+            self._pool.drain(drain_s),
+        )
+
+    # readiness and restarts
+
+    def _set_unready(self, component: str, reason: str) -> None:
+        was_ready = self.ready
+        self._unready[component] = reason
         self.ready = False
         self.metrics.ready.set(0)
+        if was_ready:
+            log(logger, logging.WARNING, "pipeline.not_ready", reason=reason)
+
+    def _set_ready(self, component: str) -> None:
+        self._unready.pop(component, None)
+        if not self._unready and not self.ready:
+            self.ready = True
+            self.metrics.ready.set(1)
+            if component != "start":
+                log(logger, logging.INFO, "pipeline.ready_again", after=component)
+
+    def _engine_health(self, healthy: bool, detail: str) -> None:
+        if healthy:
+            self._set_ready("engine")
+        else:
+            self.restarts.labels("engine").inc()
+            self._set_unready("engine", f"the inference engine is restarting: {detail}")
+
+    def _restart_detector(self, reason: str) -> None:
+        """Abandon the face pool (a hung call keeps its thread) and reopen the detector
+        in the background; frames are dropped (``detector_failed``) meanwhile."""
+        if self._detector_restart is not None:
+            return
+        self._detector_generation += 1
+        old, self._pool = self._pool, DaemonExecutor(self.config.analysis.detector_workers, "faces")
+        old.shutdown(wait=False)
+        self.restarts.labels("detector").inc()
+        log(logger, logging.ERROR, "detector.failed", reason=reason, action="restarting it")
+        self._set_unready("detector", f"the face detector is restarting: {reason}")
+        self._detector_restart = asyncio.get_running_loop().create_task(
+            self._reopen_detector(), name="detector restart"
+        )
+
+    async def _reopen_detector(self) -> None:
+        started = time.monotonic()
+        delay, longest = RESTART_BACKOFF_S
+        analysis = self.config.analysis
+
+        def reopen() -> FaceDetector:
+            factory = self._detector_factory
+            detector = factory() if factory is not None else self.detector
+            detector.detect(np.zeros((480, 640, 3), np.uint8))
+            return detector
+
+        while True:
+            try:
+                async with asyncio.timeout(analysis.restart_timeout_s):
+                    loop = asyncio.get_running_loop()
+                    detector = await loop.run_in_executor(self._pool, reopen)
+                break
+            except Exception as error:
+                log(
+                    logger,
+                    logging.ERROR,
+                    "detector.restart_failed",
+                    error=f"{type(error).__name__}: {error}" if str(error) else repr(error),
+                    retry_in_s=delay,
+                )
+                old, self._pool = self._pool, DaemonExecutor(analysis.detector_workers, "faces")
+                old.shutdown(wait=False)
+                await asyncio.sleep(delay)
+                delay = min(longest, delay * 2)
+        self.detector = detector
+        self._detector_errors = 0
+        self._detector_restart = None
+        seconds = time.monotonic() - started
+        log(logger, logging.INFO, "detector.restarted", seconds=round(seconds, 3))
+        self._set_ready("detector")
 
     # streams
 
@@ -320,6 +457,9 @@ class Pipeline:
         if state.task is not None:
             state.task.cancel()
             await asyncio.gather(state.task, return_exceptions=True)
+        if state.vote.alerting:  # no alert stays open in the sinks
+            state.vote.alerting = False
+            await self._decide(state, Decision.CLEARED, time.time(), REMOVED)
         if state.source is not None:
             await state.source.stop()
         self.metrics.forget(state.name)
@@ -397,16 +537,66 @@ class Pipeline:
             and time.monotonic() - state.last_frame_at > self.config.sources.stall_timeout_s
         )
 
-    def _find_faces(
+    async def _faces(
         self, state: StreamState, image: np.ndarray, detect: bool
+    ) -> list[tuple[Track, FaceCrop]] | None:
+        """:meth:`_find_faces` on the face pool, bounded by ``analysis.detect_timeout_s``;
+        ``None`` (the frame dropped and counted) when it hung or failed, or while the
+        detector restarts."""
+        if self._detector_restart is not None:
+            self._count_drop(state, DropReason.DETECTOR_FAILED)
+            return None
+        analysis = self.config.analysis
+        generation = self._detector_generation
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(analysis.detect_timeout_s):
+                found = await loop.run_in_executor(
+                    self._pool, self._find_faces, state, image, detect, generation
+                )
+        except TimeoutError:
+            self._count_drop(state, DropReason.DETECTOR_FAILED)
+            self._restart_detector(
+                f"face detection took longer than analysis.detect_timeout_s "
+                f"({analysis.detect_timeout_s:g} s)"
+            )
+            return None
+        except AbandonedError:  # queued behind a hung call, or begun before a restart
+            self._count_drop(state, DropReason.DETECTOR_FAILED)
+            return None
+        except Exception as error:
+            self._count_drop(state, DropReason.DETECTOR_FAILED)
+            self._detector_errors += 1
+            detail = f"{type(error).__name__}: {error}"
+            log(
+                logger,
+                logging.ERROR,
+                "detector.error",
+                stream=state.name,
+                error=detail,
+                errors_in_a_row=self._detector_errors,
+                restart_after=analysis.restart_after_errors,
+            )
+            if self._detector_errors >= analysis.restart_after_errors:
+                self._restart_detector(
+                    f"{self._detector_errors} detection calls in a row failed: {detail}"
+                )
+            return None
+        self._detector_errors = 0
+        return found
+
+    def _find_faces(
+        self, state: StreamState, image: np.ndarray, detect: bool, generation: int = 0
     ) -> list[tuple[Track, FaceCrop]]:
-        """Detect (or reuse tracked boxes) and crop; runs in the face thread pool."""
+        """Detect (or reuse tracked boxes) and crop; runs in the face thread pool. A call
+        that outlived a detector restart (``generation`` is old) leaves the tracker be."""
         limits = self.config.limits
         if detect:
+            detected = self.detector.detect(image)
+            if generation != self._detector_generation:
+                raise AbandonedError("the detector was restarted during this call")
             faces = [
-                face
-                for face in self.detector.detect(image)
-                if min(face.box.width, face.box.height) >= limits.min_face
+                face for face in detected if min(face.box.width, face.box.height) >= limits.min_face
             ][: limits.max_faces]
             tracks = state.tracker.update(faces)
         else:
@@ -417,11 +607,12 @@ class Pipeline:
         ]
 
     async def _analyse(self, state: StreamState, frame: SourceFrame) -> None:
-        loop = asyncio.get_running_loop()
         every = self.config.analysis.detect_every
         detect = state.analysed % every == 0 or not state.tracker.tracks
         started = time.perf_counter()
-        found = await loop.run_in_executor(self._pool, self._find_faces, state, frame.image, detect)
+        found = await self._faces(state, frame.image, detect)
+        if found is None:
+            return  # detection hung or failed: dropped and counted
         faces_done = time.perf_counter()
         self.metrics.stage.labels("decode").observe(frame.decode_s)
         self.metrics.stage.labels("detect" if detect else "track").observe(faces_done - started)
@@ -429,9 +620,9 @@ class Pipeline:
             self.metrics.faces_detected.labels(state.name).inc(len(found))
         for ended in state.tracker.ended:
             state.track_votes.pop(ended, None)
-        state.analysed += 1
-        self.metrics.frames_analysed.labels(state.name).inc()
         if not found:
+            state.analysed += 1
+            self.metrics.frames_analysed.labels(state.name).inc()
             await self._decide(state, state.vote.tick(frame.capture_time), frame.capture_time)
             self._observe(state, frame, [])
             self._finish(state, frame)
@@ -439,7 +630,9 @@ class Pipeline:
         crops = np.stack([crop.image for _, crop in found])
         result = await self.batcher.segment(crops, state.name)
         if result is None:
-            return  # dropped under load, counted by the batcher
+            return  # dropped under load, counted by the batcher (and not as analysed)
+        state.analysed += 1
+        self.metrics.frames_analysed.labels(state.name).inc()
         inferred = time.perf_counter()
         self.metrics.stage.labels("infer").observe(inferred - faces_done)
         state.faces += len(found)
@@ -491,7 +684,14 @@ class Pipeline:
         for observer in self.observers:
             observer(state, frame, faces)
 
-    async def _decide(self, state: StreamState, decision: Decision | None, when: float) -> None:
+    async def _decide(
+        self,
+        state: StreamState,
+        decision: Decision | None,
+        when: float,
+        reason: str | None = None,
+    ) -> None:
+        """Turn ``decision`` into an event; ``reason`` replaces the event's detail."""
         if decision is None:
             return
         vote = state.vote
@@ -517,6 +717,7 @@ class Pipeline:
                 if not entries
                 else f"window score {window.score:.3f} < {vote.exit:.3f}"
             )
+        detail = reason or detail
         self.metrics.alerting.labels(state.name).set(1 if vote.alerting else 0)
         track = evidence.track if evidence else max(tracks, key=tracks.__getitem__, default=None)
         await self._emit(

@@ -3,6 +3,16 @@
 :func:`open_pipeline` builds a :class:`~fakewatch.stream.pipeline.Pipeline` from a
 configuration (the bundle, its runtime, the face detector, the vote thresholds from
 the bundle's calibration); :func:`serve` runs it behind the HTTP API until stopped.
+
+A stop (SIGTERM, Ctrl-C, the end of ``--duration``) is bounded by
+``server.shutdown_timeout_s``: the listening sockets close first (no new requests),
+then every stream stops (a stream still alerting gets a final ``deepfake.cleared``,
+"service stopping", while the sinks are still open), then the webhook workers stop
+(undelivered rows stay pending in the SQLite outbox and are sent by the next start),
+then open HTTP connections close. A step that overruns its share of the time is
+abandoned and logged (``service.stop_timeout``), so the process always exits. A
+second signal during the stop is not caught: SIGTERM ends the process at once, Ctrl-C
+raises ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
@@ -11,17 +21,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.defaults import default_bundle_path, installed_version
-from fakewatch.engines.faces import RetinaFaceDetector
+from fakewatch.engines.faces import FaceDetector, RetinaFaceDetector
 from fakewatch.engines.runtimes import open_engine
 from fakewatch.stream.api import BASE_URL, build_app
-from fakewatch.stream.batcher import LocalSegmenter
+from fakewatch.stream.batcher import LocalSegmenter, Segmenter
 from fakewatch.stream.config import ServiceConfig, VoteConfig
 from fakewatch.stream.events import EventSink, LogSink, RecentEvents
 from fakewatch.stream.evidence import EvidenceStore
@@ -31,6 +41,17 @@ from fakewatch.stream.pipeline import UNCALIBRATED, Pipeline, Thresholds
 from fakewatch.stream.webhooks import WebhookSink
 
 logger = logging.getLogger(f"{LOGGER_NAME}.service")
+
+HTTP_GRACE_S = 1.0
+"""How long open HTTP requests may finish once a stop reaches the HTTP server."""
+WEBHOOK_GRACE_S = 2.0
+"""How long webhook requests under way may finish at a stop (within its time): one a
+receiver has answered is recorded, and so not sent again by the next start."""
+
+SegmenterWrapper = Callable[[Segmenter], Segmenter]
+"""Wraps every segmenter the service opens (at start and at each engine restart)."""
+DetectorWrapper = Callable[[FaceDetector], FaceDetector]
+"""Wraps every face detector the service opens."""
 
 
 def vote_thresholds(bundle: EngineBundle, vote: VoteConfig) -> Thresholds:
@@ -51,32 +72,54 @@ def open_pipeline(
     config: ServiceConfig,
     sinks: list[EventSink] | None = None,
     metrics: PipelineMetrics | None = None,
+    *,
+    wrap_segmenter: SegmenterWrapper | None = None,
+    wrap_detector: DetectorWrapper | None = None,
 ) -> Pipeline:
-    """A pipeline on the configured engine (the shipped one by default); not started."""
+    """A pipeline on the configured engine (the shipped one by default); not started.
+
+    The pipeline gets factories that open the engine and the detector again, for its
+    restarts after a hang; ``wrap_segmenter`` and ``wrap_detector`` wrap every one
+    opened (fault injection in tests, instrumentation)."""
     bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
-    engine = open_engine(
-        bundle,
-        config.engine.backend,
-        config.engine.device,
-        config.engine.precision,
-        threads=config.engine.threads,
-    )
     analysis, limits = config.analysis, config.limits
-    detector = RetinaFaceDetector(
-        score_threshold=analysis.detector_threshold,
-        detect_size=analysis.detect_size,
-        min_face=limits.min_face,
-        max_faces=limits.max_faces,
-    )
+
+    def open_local() -> LocalSegmenter:
+        engine = open_engine(
+            bundle,
+            config.engine.backend,
+            config.engine.device,
+            config.engine.precision,
+            threads=config.engine.threads,
+        )
+        return LocalSegmenter(engine)
+
+    def open_segmenter() -> Segmenter:
+        segmenter: Segmenter = open_local()
+        return wrap_segmenter(segmenter) if wrap_segmenter is not None else segmenter
+
+    def open_detector() -> FaceDetector:
+        detector: FaceDetector = RetinaFaceDetector(
+            score_threshold=analysis.detector_threshold,
+            detect_size=analysis.detect_size,
+            min_face=limits.min_face,
+            max_faces=limits.max_faces,
+        )
+        return wrap_detector(detector) if wrap_detector is not None else detector
+
+    local = open_local()
+    engine = local.engine
     pipeline = Pipeline(
         config,
-        LocalSegmenter(engine),
-        detector,
+        wrap_segmenter(local) if wrap_segmenter is not None else local,
+        open_detector(),
         bundle.spec.input_size,
         bundle.spec.crop_margin,
         vote_thresholds(bundle, config.vote),
         sinks=[LogSink(), *(sinks or [])],
         metrics=metrics,
+        segmenter_factory=open_segmenter,
+        detector_factory=open_detector,
     )
     pipeline.metrics.info.info(
         {
@@ -102,9 +145,15 @@ class Service:
     webhooks: WebhookSink | None = None
 
 
-def open_service(config: ServiceConfig, sinks: list[EventSink] | None = None) -> Service:
+def open_service(
+    config: ServiceConfig,
+    sinks: list[EventSink] | None = None,
+    *,
+    wrap_segmenter: SegmenterWrapper | None = None,
+    wrap_detector: DetectorWrapper | None = None,
+) -> Service:
     """The pipeline with its event sinks: log, recent events, evidence, webhooks (when
-    endpoints are configured), then ``sinks``."""
+    endpoints are configured), then ``sinks``; the wrappers go to :func:`open_pipeline`."""
     settings = config.evidence
     evidence = EvidenceStore(
         settings.folder,
@@ -119,7 +168,13 @@ def open_service(config: ServiceConfig, sinks: list[EventSink] | None = None) ->
     if config.webhooks.endpoints:  # after the evidence store: its links exist when sent
         webhooks = WebhookSink(config.webhooks, evidence, metrics)
     hooks: list[EventSink] = [webhooks] if webhooks else []
-    pipeline = open_pipeline(config, [recent, evidence, *hooks, *(sinks or [])], metrics)
+    pipeline = open_pipeline(
+        config,
+        [recent, evidence, *hooks, *(sinks or [])],
+        metrics,
+        wrap_segmenter=wrap_segmenter,
+        wrap_detector=wrap_detector,
+    )
     return Service(config, pipeline, evidence, recent, webhooks)
 
 
@@ -129,7 +184,7 @@ async def running(service: Service) -> AsyncIterator[tuple[web.AppRunner, str]]:
     runner and the base URL the API answers on."""
     config, pipeline = service.config, service.pipeline
     app = build_app(service)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
@@ -150,10 +205,55 @@ async def running(service: Service) -> AsyncIterator[tuple[web.AppRunner, str]]:
         log(logger, logging.INFO, "service.listening", url=base)
         yield runner, base
     finally:
-        await pipeline.close()
-        if service.webhooks is not None:
-            await service.webhooks.close()
-        await runner.cleanup()
+        await shut_down(service, runner)
+
+
+async def shut_down(service: Service, runner: web.AppRunner) -> None:
+    """Stop the service within ``server.shutdown_timeout_s``; see the module docstring."""
+    timeout = service.config.server.shutdown_timeout_s
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout
+    reserve = min(3.0, timeout / 3)  # kept for the webhooks and the HTTP server
+    log(logger, logging.INFO, "service.stopping", timeout_s=timeout)
+
+    async def step(name: str, work: Callable[[], Awaitable[None]], until: float) -> None:
+        try:
+            async with asyncio.timeout_at(until):
+                await work()
+        except TimeoutError:
+            log(
+                logger,
+                logging.WARNING,
+                "service.stop_timeout",
+                step=name,
+                detail="abandoned to stop within server.shutdown_timeout_s",
+            )
+        except Exception as error:  # the next steps must run all the same
+            log(
+                logger,
+                logging.ERROR,
+                "service.stop_error",
+                step=name,
+                error=f"{type(error).__name__}: {error}",
+            )
+
+    async def stop_listening() -> None:
+        for site in list(runner.sites):
+            await site.stop()
+
+    async def stop_streams() -> None:
+        drain = max(0.0, deadline - reserve - loop.time() - 0.5)
+        await service.pipeline.close(drain_s=min(drain, 5.0))
+
+    await step("listen", stop_listening, deadline - reserve)
+    await step("streams", stop_streams, deadline - reserve)
+    if (hooks := service.webhooks) is not None:  # after the streams: final events are queued
+        until = deadline - reserve / 3
+        grace = max(0.0, min(WEBHOOK_GRACE_S, until - loop.time() - 1.0))
+        await step("webhooks", lambda: hooks.close(grace), until)
+    await step("http", runner.cleanup, deadline)
+    log(logger, logging.INFO, "service.stopped", seconds=round(loop.time() - started, 3))
 
 
 async def serve(
@@ -161,15 +261,32 @@ async def serve(
     duration_s: float | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``duration_s``); ``on_listening`` gets the API's URL."""
+    """Run until SIGINT/SIGTERM (or ``duration_s``), then stop within
+    ``server.shutdown_timeout_s``; ``on_listening`` gets the API's URL. A second signal
+    is left to its default action (SIGTERM ends the process, Ctrl-C raises
+    ``KeyboardInterrupt``)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(sig: signal.Signals) -> None:
+        log(
+            logger,
+            logging.INFO,
+            "service.signal",
+            signal=sig.name,
+            detail="stopping; the same signal again stops at once",
+        )
+        stop.set()
+        for each in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(each)
+
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     async with running(service) as (_, base):
         if on_listening is not None:
             on_listening(base)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration_s)
-    log(logger, logging.INFO, "service.stopped")

@@ -170,6 +170,7 @@ class WebhookDelivery:
             e.name: _Endpoint(e, e.keys(), url_fingerprint(e.url)) for e in settings.endpoints
         }
         self._random = rng or random.Random()
+        self._closing = False
 
     def accepts(self, name: str) -> bool:
         """Whether deliveries to ``name`` are made (it is not disabled)."""
@@ -252,9 +253,17 @@ class WebhookDelivery:
                 error=f"{type(error).__name__}: {error}",
             )
 
-    async def close(self) -> None:
-        """Stop the workers (interrupted attempts are resumed at the next start)."""
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Stop the workers: no attempt starts any more, attempts under way get up to
+        ``grace_s`` to finish and record their outcome (an answered delivery is then not
+        sent again after a restart), the rest are interrupted and resumed at the next
+        start."""
         tasks = [e.task for e in self.endpoints.values() if e.task is not None]
+        self._closing = True
+        if tasks and grace_s > 0:
+            for endpoint in self.endpoints.values():
+                endpoint.wake.set()
+            await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -282,7 +291,7 @@ class WebhookDelivery:
 
         limit = self.settings.max_in_flight
         try:
-            while not endpoint.disabled:
+            while not endpoint.disabled and not self._closing:
                 endpoint.wake.clear()
                 try:
                     delay = await self._start_due(endpoint, in_flight, limit, finished)
@@ -300,7 +309,7 @@ class WebhookDelivery:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await endpoint.wake.wait()
-            # disabled: the attempts under way still record their outcome
+            # disabled or closing: the attempts under way still record their outcome
             await asyncio.gather(*in_flight, return_exceptions=True)
         finally:  # closing: attempts under way are resumed at the next start
             for task in in_flight:
@@ -488,8 +497,10 @@ class WebhookSink:
     async def start(self) -> None:
         await self.delivery.start()
 
-    async def close(self) -> None:
-        await self.delivery.close()
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Stop delivering; see :meth:`WebhookDelivery.close`. Undelivered rows stay
+        pending in the outbox."""
+        await self.delivery.close(grace_s)
 
     async def body(self, event: Event) -> str:
         """The JSON body every endpoint receives for ``event``."""

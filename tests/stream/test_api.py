@@ -95,3 +95,23 @@ def test_the_example_config_round_trips_and_serve_refuses_bad_settings(
     printed.write_text("analysis:\n  fps: 500\n")
     assert main(["serve", "--config", str(printed)]) == 2
     assert "analysis.fps: Input should be less than or equal to 60" in capsys.readouterr().err
+
+
+def test_removing_an_alerting_stream_closes_its_alert(
+    astronaut: np.ndarray, tmp_path: Path
+) -> None:
+    from fakewatch.stream.events import EventType
+
+    clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 30, (640, 480)))
+    thresholds = {"vote.enter_threshold": 0.05, "vote.exit_threshold": 0.04, "vote.min_frames": 2}
+
+    async def run() -> None:
+        async with serving(**thresholds) as service:
+            stream = await service.add(str(clip), "lobby")
+            await service.events.wait_for(EventType.SUSPECTED, stream, timeout=20)
+            async with service.http.delete(f"/api/streams/{stream}") as response:
+                assert response.status == 204
+            (cleared,) = await service.events.wait_for(EventType.CLEARED, stream, timeout=5)
+            assert cleared.detail == "stream removed"
+
+    asyncio.run(run())
