@@ -83,9 +83,9 @@ class RetinaFaceDetector:
         from retinaface.postprocess import postprocess
         from retinaface.preprocess import preprocess
 
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or not frame.size:
             raise ValueError(
-                f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
+                f"expected a non-empty RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
             )
         height, width = frame.shape[:2]
         scale = min(1.0, self.detect_size / max(height, width))

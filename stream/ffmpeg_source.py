@@ -55,6 +55,8 @@ _TRANSPORTS = {
 }
 
 
+MAX_URL_LENGTH = 4096
+
 _PROTOCOL_PREFIX = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9+.-]*)[,:]")
 
 
@@ -76,6 +78,8 @@ def check_url(url: str, config: SourceConfig) -> str:
         raise SourceURLError("the stream URL is empty")
     if any(ch in url for ch in "\r\n\0"):
         raise SourceURLError("the stream URL contains control characters")
+    if len(url) > MAX_URL_LENGTH:  # the bound config files have (streams.N.url)
+        raise SourceURLError(f"the stream URL is {len(url)} characters; at most {MAX_URL_LENGTH}")
     # FFmpeg reads "name:rest" (concat:, subfile,,...:, pipe:, data:) as protocol "name"
     prefix = _PROTOCOL_PREFIX.match(url)
     scheme = prefix["name"].lower() if prefix else ""
@@ -141,6 +145,7 @@ class FFmpegSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
+        self._delivered = False  # whether the current connection delivered a frame
         self.reconnects = 0
         self.last_error: str | None = None
         self.input_fps: float | None = None
@@ -184,11 +189,13 @@ class FFmpegSource:
         while not self._stop.is_set():
             if self._status is not SourceStatus.UP:  # a looping file stays up
                 self._set_status(SourceStatus.CONNECTING, "connecting")
+            self._delivered = False
             try:
                 delivered = self._read_once()
             except (av.FFmpegError, OSError, StallError, ValueError) as error:
                 detail = redact_text(f"{type(error).__name__}: {error}")
-                delivered = False
+                # a connection that delivered frames and then failed starts the backoff over
+                delivered = self._delivered
                 self.last_error = detail
                 self._set_status(SourceStatus.DOWN, detail)
                 log(logger, logging.WARNING, "source.error", source=self.description, error=detail)
@@ -217,8 +224,12 @@ class FFmpegSource:
         options = {"protocol_whitelist": protocol_whitelist(self.url, config)}
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = config.rtsp_transport
+        # A read interrupted by the timeout may first hand over the partial frame FFmpeg
+        # held (RTSP does), and only the next read fails: two reads must fit in the stall
+        # timeout for a silent socket to be noticed within it.
+        read_timeout = min(config.read_timeout_s, config.stall_timeout_s / 2)
         container = av.open(
-            self.url, options=options, timeout=(config.open_timeout_s, config.read_timeout_s)
+            self.url, options=options, timeout=(config.open_timeout_s, read_timeout)
         )
         delivered = False
         try:
@@ -234,11 +245,26 @@ class FFmpegSource:
             first_pts: float | None = None
             last_frame = time.monotonic()
             index = 0
+            corrupt: av.InvalidDataError | None = None
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     break
                 decode_started = time.perf_counter()
-                decoded = packet.decode()
+                try:
+                    decoded = packet.decode()
+                except av.InvalidDataError as error:
+                    # one corrupt packet: skip it, the decoder recovers at the next keyframe
+                    # (a stream that never does is ended by the stall check below)
+                    if corrupt is None:
+                        log(
+                            logger,
+                            logging.WARNING,
+                            "source.corrupt_packet",
+                            source=self.description,
+                            error=redact_text(f"{type(error).__name__}: {error}"),
+                            detail="skipped; decoding resumes at the next keyframe",
+                        )
+                    corrupt, decoded = error, []
                 decode_s = time.perf_counter() - decode_started
                 now = time.monotonic()
                 if not decoded:
@@ -252,7 +278,12 @@ class FFmpegSource:
                     pts = float(frame.time) if frame.time is not None else None
                     if self._local and pts is not None:  # a file plays at its own pace
                         first_pts = pts if first_pts is None else first_pts
-                        if not self._wait_until(started + pts - first_pts):
+                        due = started + pts - first_pts
+                        if due - time.monotonic() > config.stall_timeout_s:
+                            # its timestamps jump ahead (a corrupt file): play on from
+                            # here rather than wait, maybe for hours, with no frame
+                            started, first_pts = time.monotonic(), pts
+                        elif not self._wait_until(due):
                             return delivered
                     if frame.width > self._max_size[0] or frame.height > self._max_size[1]:
                         self._drop(DropReason.OVERSIZED)
@@ -263,8 +294,10 @@ class FFmpegSource:
                     self.frames.put(SourceFrame(image, time.time(), index, pts, decode_s))
                     index += 1
                     if not delivered:
-                        delivered = True
+                        delivered = self._delivered = True
                         self._set_status(SourceStatus.UP, f"{frame.width}x{frame.height}")
+            if not delivered and not self._stop.is_set():  # nothing came: say why
+                raise corrupt or ValueError("the stream ended without delivering a frame")
         finally:
             container.close()
         return delivered

@@ -1,0 +1,63 @@
+"""More streams than the machine can analyse: bounded queues, every drop counted, latency
+bounded, memory flat.
+
+Sixteen looping local 640x480 face clips at 5 fps each (80 frames a second offered; two
+CPU cores analyse a fraction of that) run through the real service for 30 s after a 30 s
+warm-up (RSS settles within about a minute), with a small inference queue (8 crops,
+batches of 4) and a 1 s batcher deadline. ``benchmarks/soak.py`` runs the same scenario
+for 10 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from benchmarks.soak import Figures, overload, percentile
+
+pytestmark = pytest.mark.reliability
+
+STREAMS, FPS = 16, 5.0
+
+
+def test_overload_keeps_queues_bounded_counts_every_drop_and_bounds_latency() -> None:
+    figures: Figures = asyncio.run(overload(30.0, STREAMS, FPS, warm_up_s=30.0))
+    print("\n" + figures.table())
+
+    p99 = percentile(figures.latencies, 99)
+    # a frame waits at most one frame interval in its slot (the newest is taken), then
+    # for detection (queued behind the other streams), at most deadline_s for its batch,
+    # then one engine call
+    bound = 1 / FPS + figures.detect_p99_bucket + figures.deadline_s + figures.inference_p99_bucket
+    unaccounted = {s.name: s.unaccounted for s in figures.totals}
+    mib = 1024**2
+    print(
+        f"latency p99 {p99:.3f} s <= bound {bound:.3f} s (frame interval {1 / FPS:g} + "
+        f"detect/track p99 bucket {figures.detect_p99_bucket:g} + deadline "
+        f"{figures.deadline_s:g} + engine call p99 bucket {figures.inference_p99_bucket:g})"
+    )
+    print(f"received - analysed - dropped per stream: {sorted(unaccounted.values())}")
+    print(
+        f"RSS after warm-up {figures.rss_warm / mib:.0f} MiB, max "
+        f"{figures.rss_max_after_warm_up / mib:.0f} MiB, end {figures.rss_end / mib:.0f} MiB"
+    )
+
+    # it was overloaded, and shed the load by dropping, not by queueing
+    assert len(figures.totals) == STREAMS
+    assert figures.fps_analysed < 0.8 * STREAMS * FPS
+    assert figures.dropped.get("queue_full", 0) + figures.dropped.get("stale", 0) > 0
+    # queues within their bounds: sampled, at every append, and as exported
+    assert figures.queue_samples_max <= figures.queue_bound
+    assert figures.queue_appends_max is not None
+    assert figures.queue_appends_max <= figures.queue_bound
+    assert figures.queue_metric_max <= figures.queue_bound
+    # every frame received is analysed or dropped with a reason, but those in flight (one
+    # in the stream's slot, one being analysed, one whose drop is being counted)
+    for name, missing in unaccounted.items():
+        assert 0 <= missing <= 3, (name, missing, figures.totals)
+    # every stream got some analysis
+    assert min(s.analysed for s in figures.per_stream) > 0
+    assert p99 <= bound, (p99, bound)
+    assert figures.rss_max_after_warm_up <= 1.05 * figures.rss_warm
+    assert figures.rss_end <= 1.05 * figures.rss_warm
