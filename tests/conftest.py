@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def missing(checks: str, reason: str) -> NoReturn:
+    """Skip the calling test because a real peer or tool is missing, or fail under CI,
+    which must run ``checks``."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run {checks}: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

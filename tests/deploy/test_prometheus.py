@@ -36,6 +36,7 @@ import yaml
 from aiohttp import web
 
 from fakewatch.stream.metrics import PipelineMetrics
+from tests.conftest import missing
 from tests.deploy.dashboard import (
     PROMETHEUS_DIR,
     STREAM,
@@ -61,10 +62,7 @@ def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is not None:
         return path
-    reason = f"{tool} is not installed: apt-get install {DEBIAN_PACKAGE}"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the Prometheus tests: {reason}", pytrace=False)
-    pytest.skip(reason)
+    missing("the Prometheus tests", f"{tool} is not installed: apt-get install {DEBIAN_PACKAGE}")
 
 
 def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:

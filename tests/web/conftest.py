@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 from tests.stream.harness import Service, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,11 +47,8 @@ def chromium_unavailable() -> str | None:
 def require_chromium() -> None:
     """Skip the calling test when Chromium cannot run; fail instead under CI."""
     reason = chromium_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the web page tests: {reason}", pytrace=False)
-    pytest.skip(reason)
+    if reason is not None:
+        missing("the web page tests", reason)
 
 
 class ServiceThread:
