@@ -31,9 +31,8 @@ from fakewatch.stream.events import RecentEvents
 from fakewatch.stream.evidence import FILES, EvidenceStore
 from fakewatch.stream.ffmpeg_source import SourceURLError
 from fakewatch.stream.frames import DropReason, LatestFrame, Source, StatusListener
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.pipeline import Pipeline, StreamLimitError, StreamNameError
-from fakewatch.stream.redact import redact_text
 from fakewatch.stream.webrtc import WebRTCOfferError, WebRTCSource
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             logging.ERROR,
             "api.error",
             path=request.path,
-            error=redact_text(f"{type(exc).__name__}: {exc}"),
+            error=describe_error(exc),
         )
         return error(500, "internal error; see the service log")
 

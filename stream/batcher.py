@@ -39,7 +39,7 @@ import numpy as np
 from fakewatch.engines.runtimes.base import Engine
 from fakewatch.engines.scoring import score_masks
 from fakewatch.stream.frames import DropReason
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 
 logger = logging.getLogger(f"{LOGGER_NAME}.batcher")
 
@@ -373,7 +373,7 @@ class CropBatcher:
             for job in batch:
                 self._drop(job, DropReason.ENGINE_FAILED, queued=False)
             self._errors += 1
-            detail = f"{type(error).__name__}: {error}"
+            detail = describe_error(error)
             log(
                 logger,
                 logging.ERROR,
@@ -425,7 +425,7 @@ class CropBatcher:
                     logger,
                     logging.ERROR,
                     "engine.restart_failed",
-                    error=f"{type(error).__name__}: {error}" if str(error) else repr(error),
+                    error=describe_error(error),
                     retry_in_s=delay,
                 )
                 await asyncio.sleep(delay)

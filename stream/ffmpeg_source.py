@@ -34,8 +34,8 @@ from fakewatch.stream.frames import (
     SourceStatus,
     StatusListener,
 )
-from fakewatch.stream.logs import LOGGER_NAME, log
-from fakewatch.stream.redact import redact_text, redact_url
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
+from fakewatch.stream.redact import redact_url
 
 logger = logging.getLogger(f"{LOGGER_NAME}.source")
 
@@ -193,7 +193,7 @@ class FFmpegSource:
             try:
                 delivered = self._read_once()
             except (av.FFmpegError, OSError, StallError, ValueError) as error:
-                detail = redact_text(f"{type(error).__name__}: {error}")
+                detail = describe_error(error)
                 # a connection that delivered frames and then failed starts the backoff over
                 delivered = self._delivered
                 self.last_error = detail
@@ -261,7 +261,7 @@ class FFmpegSource:
                             logging.WARNING,
                             "source.corrupt_packet",
                             source=self.description,
-                            error=redact_text(f"{type(error).__name__}: {error}"),
+                            error=describe_error(error),
                             detail="skipped; decoding resumes at the next keyframe",
                         )
                     corrupt, decoded = error, []

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from fakewatch.stream.redact import RedactingFilter
+from fakewatch.stream.redact import RedactingFilter, redact_text
 
 LOGGER_NAME = "fakewatch"
 
@@ -21,6 +21,13 @@ LOGGER_NAME = "fakewatch"
 def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
     """Log ``event`` with structured ``fields``."""
     logger.log(level, event, extra={"fields": fields})
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` (or ``Type`` alone) of an exception, credentials redacted: what
+    logs, stream states and outbox rows show of a failure."""
+    message = str(error)
+    return redact_text(f"{type(error).__name__}: {message}" if message else type(error).__name__)
 
 
 class JsonFormatter(logging.Formatter):

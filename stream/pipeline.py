@@ -58,7 +58,7 @@ from fakewatch.stream.frames import (
     SourceStatus,
     StatusListener,
 )
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.tracker import FaceTracker, Track
 from fakewatch.stream.vote import Decision, SlidingWindowVote
@@ -368,7 +368,7 @@ class Pipeline:
                     logger,
                     logging.ERROR,
                     "detector.restart_failed",
-                    error=f"{type(error).__name__}: {error}" if str(error) else repr(error),
+                    error=describe_error(error),
                     retry_in_s=delay,
                 )
                 old, self._pool = self._pool, DaemonExecutor(analysis.detector_workers, "faces")
@@ -524,7 +524,7 @@ class Pipeline:
                     logging.ERROR,
                     "frame.error",
                     stream=state.name,
-                    error=f"{type(error).__name__}: {error}",
+                    error=describe_error(error),
                 )
 
     def _stalled(self, state: StreamState) -> bool:
@@ -567,7 +567,7 @@ class Pipeline:
         except Exception as error:
             self._count_drop(state, DropReason.DETECTOR_FAILED)
             self._detector_errors += 1
-            detail = f"{type(error).__name__}: {error}"
+            detail = describe_error(error)
             log(
                 logger,
                 logging.ERROR,
@@ -748,7 +748,7 @@ class Pipeline:
                     logging.ERROR,
                     "sink.error",
                     sink=type(sink).__name__,
-                    error=f"{type(error).__name__}: {error}",
+                    error=describe_error(error),
                 )
 
     # callbacks from source threads

@@ -35,7 +35,7 @@ from fakewatch.stream.batcher import LocalSegmenter, Segmenter
 from fakewatch.stream.config import ServiceConfig, VoteConfig
 from fakewatch.stream.events import EventSink, LogSink, RecentEvents
 from fakewatch.stream.evidence import EvidenceStore
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.pipeline import UNCALIBRATED, Pipeline, Thresholds
 from fakewatch.stream.webhooks import WebhookSink
@@ -235,7 +235,7 @@ async def shut_down(service: Service, runner: web.AppRunner) -> None:
                 logging.ERROR,
                 "service.stop_error",
                 step=name,
-                error=f"{type(error).__name__}: {error}",
+                error=describe_error(error),
             )
 
     async def stop_listening() -> None:

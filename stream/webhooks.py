@@ -53,7 +53,7 @@ from fakewatch.stream.api import evidence_links
 from fakewatch.stream.config import ConfigError, WebhookEndpoint, WebhooksConfig
 from fakewatch.stream.events import Event, EventType
 from fakewatch.stream.evidence import EvidenceStore
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.outbox import Delivery, Outbox, Status, url_fingerprint
 from fakewatch.stream.redact import redact_text, redact_url
@@ -250,7 +250,7 @@ class WebhookDelivery:
                 "webhook.unresolved",
                 endpoint=endpoint.name,
                 host=host,
-                error=f"{type(error).__name__}: {error}",
+                error=describe_error(error),
             )
 
     async def close(self, grace_s: float = 0.0) -> None:
@@ -301,7 +301,7 @@ class WebhookDelivery:
                         logging.ERROR,
                         "webhook.outbox_error",
                         endpoint=endpoint.name,
-                        error=f"{type(error).__name__}: {error}",
+                        error=describe_error(error),
                     )
                     delay = self.settings.initial_backoff_s
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
@@ -385,7 +385,7 @@ class WebhookDelivery:
         except TimeoutError:
             return _Result(None, f"no answer within timeout_s={endpoint.config.timeout_s}", None)
         except (aiohttp.ClientError, OSError) as error:
-            return _Result(None, f"{type(error).__name__}: {error}", None)
+            return _Result(None, describe_error(error), None)
 
     async def _deliver(self, endpoint: _Endpoint, delivery: Delivery) -> None:
         """One attempt of ``delivery``, and what it leads to."""
@@ -398,7 +398,7 @@ class WebhookDelivery:
                 "webhook.outbox_error",
                 endpoint=endpoint.name,
                 webhook_id=delivery.webhook_id,
-                error=f"{type(error).__name__}: {error}",
+                error=describe_error(error),
             )
 
     async def _attempt(self, endpoint: _Endpoint, delivery: Delivery) -> None:

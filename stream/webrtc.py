@@ -42,6 +42,7 @@ from fakewatch.stream.frames import (
     SourceStatus,
     StatusListener,
 )
+from fakewatch.stream.logs import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ def validate_offer(offer_sdp: str) -> SessionDescription:
     try:
         parsed = SessionDescription.parse(offer_sdp)
     except Exception as error:  # aiortc's parser fails with assorted exception types
-        raise WebRTCOfferError(f"the SDP offer cannot be parsed: {_describe(error)}") from error
+        raise WebRTCOfferError(
+            f"the SDP offer cannot be parsed: {describe_error(error)}"
+        ) from error
     videos = [media for media in parsed.media if media.kind == "video"]
     if not videos:
         kinds = ", ".join(media.kind for media in parsed.media) or "none"
@@ -168,7 +171,9 @@ class WebRTCSource:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
                 answer = await pc.createAnswer()
             except Exception as error:  # aiortc reports bad offers with assorted exceptions
-                raise WebRTCOfferError(f"the SDP offer was refused: {_describe(error)}") from error
+                raise WebRTCOfferError(
+                    f"the SDP offer was refused: {describe_error(error)}"
+                ) from error
             await pc.setLocalDescription(answer)  # gathers this host's ICE candidates
         except BaseException:  # cancelled too: release the peer connection
             await self.stop()
@@ -309,8 +314,3 @@ class WebRTCSource:
         logger.info("%s: %s (%s)", self._description, status.value, detail)
         if self._on_status is not None:
             self._on_status(status, detail)
-
-
-def _describe(error: BaseException) -> str:
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
