@@ -288,10 +288,8 @@ class FFmpegSource:
                     if frame.width > self._max_size[0] or frame.height > self._max_size[1]:
                         self._drop(DropReason.OVERSIZED)
                         continue
-                    convert_started = time.perf_counter()
-                    image = frame.to_ndarray(format="rgb24")
-                    decode_s += time.perf_counter() - convert_started
-                    self.frames.put(SourceFrame(image, time.time(), index, pts, decode_s))
+                    # converted to RGB only if the sampler takes it (SourceFrame.image)
+                    self.frames.put(SourceFrame(frame, time.time(), index, pts, decode_s))
                     index += 1
                     if not delivered:
                         delivered = self._delivered = True

@@ -10,28 +10,65 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 
-@dataclass(frozen=True)
+class Picture(Protocol):
+    """A decoded picture not yet in RGB (PyAV's ``VideoFrame`` is one)."""
+
+    def to_ndarray(self, *, format: str) -> np.ndarray: ...
+
+
 class SourceFrame:
     """One decoded frame: RGB ``uint8 (H, W, 3)``, when it arrived, and where it sits.
 
+    A source may hand over the decoded :class:`Picture` instead of RGB pixels: it is
+    converted on the first read of :attr:`image`, so the frames the sampler never takes
+    (most of them: a 30 fps stream analysed at 5 fps) are never converted. The pipeline
+    reads it in a worker thread, off the event loop.
+
     ``capture_time`` is the wall-clock time (``time.time()``) the frame was received and
     decoded, the start of its end-to-end latency. ``pts_s`` is its presentation time in
-    the source, when the source gives one.
+    the source, when the source gives one. ``decode_s`` is the seconds spent decoding
+    it, and converting it to RGB once that is done.
     """
 
-    image: np.ndarray
-    capture_time: float
-    index: int
-    pts_s: float | None = None
-    decode_s: float = 0.0
-    """Seconds spent decoding and converting it to RGB."""
+    __slots__ = ("_image", "_lock", "_picture", "capture_time", "decode_s", "index", "pts_s")
+
+    def __init__(
+        self,
+        image: np.ndarray | Picture,
+        capture_time: float,
+        index: int,
+        pts_s: float | None = None,
+        decode_s: float = 0.0,
+    ) -> None:
+        self._image: np.ndarray | None = image if isinstance(image, np.ndarray) else None
+        self._picture: Picture | None = None if isinstance(image, np.ndarray) else image
+        self._lock = threading.Lock()
+        self.capture_time = capture_time
+        self.index = index
+        self.pts_s = pts_s
+        self.decode_s = decode_s
+
+    @property
+    def image(self) -> np.ndarray:
+        """The RGB pixels (converted now if the source handed over a picture)."""
+        with self._lock:
+            if self._image is None:
+                assert self._picture is not None
+                started = time.perf_counter()
+                self._image = self._picture.to_ndarray(format="rgb24")
+                self._picture = None
+                self.decode_s += time.perf_counter() - started
+            return self._image
+
+    def __repr__(self) -> str:
+        return f"SourceFrame(index={self.index}, pts_s={self.pts_s}, at={self.capture_time:.3f})"
 
 
 class DropReason(enum.StrEnum):

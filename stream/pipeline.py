@@ -538,7 +538,7 @@ class Pipeline:
         )
 
     async def _faces(
-        self, state: StreamState, image: np.ndarray, detect: bool
+        self, state: StreamState, frame: SourceFrame, detect: bool
     ) -> list[tuple[Track, FaceCrop]] | None:
         """:meth:`_find_faces` on the face pool, bounded by ``analysis.detect_timeout_s``;
         ``None`` (the frame dropped and counted) when it hung or failed, or while the
@@ -552,7 +552,7 @@ class Pipeline:
         try:
             async with asyncio.timeout(analysis.detect_timeout_s):
                 found = await loop.run_in_executor(
-                    self._pool, self._find_faces, state, image, detect, generation
+                    self._pool, self._find_faces, state, frame, detect, generation
                 )
         except TimeoutError:
             self._count_drop(state, DropReason.DETECTOR_FAILED)
@@ -586,11 +586,13 @@ class Pipeline:
         return found
 
     def _find_faces(
-        self, state: StreamState, image: np.ndarray, detect: bool, generation: int = 0
+        self, state: StreamState, frame: SourceFrame, detect: bool, generation: int = 0
     ) -> list[tuple[Track, FaceCrop]]:
-        """Detect (or reuse tracked boxes) and crop; runs in the face thread pool. A call
-        that outlived a detector restart (``generation`` is old) leaves the tracker be."""
+        """Convert the frame to RGB, detect (or reuse tracked boxes) and crop; runs in the
+        face thread pool. A call that outlived a detector restart (``generation`` is old)
+        leaves the tracker be."""
         limits = self.config.limits
+        image = frame.image
         if detect:
             detected = self.detector.detect(image)
             if generation != self._detector_generation:
@@ -609,13 +611,16 @@ class Pipeline:
     async def _analyse(self, state: StreamState, frame: SourceFrame) -> None:
         every = self.config.analysis.detect_every
         detect = state.analysed % every == 0 or not state.tracker.tracks
-        started = time.perf_counter()
-        found = await self._faces(state, frame.image, detect)
+        started, decode_s = time.perf_counter(), frame.decode_s
+        found = await self._faces(state, frame, detect)
         if found is None:
             return  # detection hung or failed: dropped and counted
         faces_done = time.perf_counter()
+        converting_s = frame.decode_s - decode_s  # RGB conversion, done in the face thread
         self.metrics.stage.labels("decode").observe(frame.decode_s)
-        self.metrics.stage.labels("detect" if detect else "track").observe(faces_done - started)
+        self.metrics.stage.labels("detect" if detect else "track").observe(
+            faces_done - started - converting_s
+        )
         if detect:
             self.metrics.faces_detected.labels(state.name).inc(len(found))
         for ended in state.tracker.ended:
