@@ -252,6 +252,7 @@ async def shut_down(service: Service, runner: web.AppRunner) -> None:
         until = deadline - reserve / 3
         grace = max(0.0, min(WEBHOOK_GRACE_S, until - loop.time() - 1.0))
         await step("webhooks", lambda: hooks.close(grace), until)
+    await step("evidence", service.evidence.close, deadline - reserve / 3)
     await step("http", runner.cleanup, deadline)
     log(logger, logging.INFO, "service.stopped", seconds=round(loop.time() - started, 3))
 

@@ -53,9 +53,15 @@ def test_retention_removes_the_oldest_first(tmp_path: Path, astronaut: np.ndarra
     store = EvidenceStore(tmp_path, max_alerts=3)
     events = [suspected(astronaut) for _ in range(5)]
     start = time.time() - 100
+
+    async def emit(event: Event) -> None:
+        await store.emit(event)
+        await store.close()  # the retention pass runs after the write, in the background
+
     for i, event in enumerate(events):
-        asyncio.run(store.emit(event))  # prunes to the newest 3
+        asyncio.run(emit(event))  # prunes to the newest 3
         os.utime(tmp_path / event.id, (start + i, start + i))
+    assert len(list(tmp_path.iterdir())) == 3
     store.prune()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(e.id for e in events[2:])
     assert store.prune(now=start + 3 + store.max_age_s + 0.5) == 2  # two are now too old
