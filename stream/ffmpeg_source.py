@@ -241,6 +241,9 @@ class FFmpegSource:
             skip = rate is not None and rate >= config.skip_nonref_ratio * self._analysis_fps
             if skip:
                 stream.codec_context.skip_frame = "NONREF"
+            # Decoded in this thread alone: the streams are the parallelism, and FFmpeg's
+            # own decoding threads (one more per stream) cost the same CPU, measured.
+            stream.codec_context.thread_count = 1
             started = time.monotonic()
             first_pts: float | None = None
             last_frame = time.monotonic()
