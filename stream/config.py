@@ -123,7 +123,13 @@ class AnalysisConfig(Section):
     track_max_missed: int = Field(
         2, ge=0, le=100, description="detections a track may miss before it ends"
     )
-    detector_workers: int = Field(1, ge=1, le=64, description="face detection threads")
+    detector_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="face threads (RGB conversion, detection, crops); a second one lets "
+        "them use another core while the engine runs",
+    )
     detect_timeout_s: float = Field(
         10.0,
         gt=0,
