@@ -31,8 +31,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -51,32 +49,13 @@ if TYPE_CHECKING:
     from tests.stream.harness import Service
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this sits in
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, percentile, rss_bytes  # noqa: E402
+
 # reasons counted before a frame reaches the stream's slot (never "received")
 BEFORE_RECEIVED = {"skipped", "oversized"}
-
-
-def _repository_on_path() -> None:
-    """``tests`` (the service harness, media and the WHIP publisher) is imported from
-    the checkout this script sits in."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-
-
-def rss_bytes() -> int:
-    """This process's resident set size (VmRSS), in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` (0..100) percentile of ``values`` (nearest rank); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def histogram_p(text: str, name: str, quantile: float) -> float:
@@ -359,7 +338,6 @@ OVERLOAD_CONFIG: dict[str, Any] = {
 
 def face_clip_file(folder: Path, fps: float, seconds: int = 12) -> Path:
     """A looping clip of a real face (the astronaut) at 640x480 and ``fps``."""
-    _repository_on_path()
     from skimage import data
 
     from tests.reliability.conftest import looping_face_frames, write_stream
@@ -379,7 +357,6 @@ async def overload(
 ) -> Figures:
     """``streams`` looping local clips at ``fps`` each for ``seconds`` after a warm-up;
     figures cover the time after the warm-up (RSS: the whole run)."""
-    _repository_on_path()
     from tests.stream.harness import serving
 
     config = {**OVERLOAD_CONFIG, "limits.max_streams": streams, **overrides}
@@ -479,7 +456,6 @@ async def webrtc_paused(
     seconds: float, fps: float = 15.0, warm_up_s: float = 15.0, **overrides: Any
 ) -> Figures:
     """One WHIP publisher for ``seconds`` after a warm-up, inference paused throughout."""
-    _repository_on_path()
     from skimage import data
 
     from tests.media import face_clip
@@ -534,21 +510,6 @@ async def webrtc_paused(
 
 
 # --- main ----------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    """CPU model, cores and memory of this machine."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = ""
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        kib = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
-        memory = f", {kib / 1024**2:.1f} GiB memory"
-    return f"{model}, {os.cpu_count()} CPUs{memory}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
