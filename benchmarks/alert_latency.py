@@ -34,9 +34,10 @@ which the stream reconnects and the clip starts over) is a miss, counted and rep
 
 Two parts that could be shortened without touching the vote are measured as well: the
 RTSP open (FFmpeg's default probing against a capped probe, on the same server) and the
-evidence files written before the webhook is queued, whose retention prune reads every
-stored alert: ``--stored-alerts 1000`` fills the evidence store beforehand as a service
-that has been alerting for a while holds it (``evidence.max_alerts``).
+evidence files written before the webhook is queued (their retention pass, which reads
+every stored alert, runs afterwards in the background): ``--stored-alerts 1000`` fills
+the evidence store beforehand as a service that has been alerting for a while holds it
+(``evidence.max_alerts``).
 """
 
 from __future__ import annotations
@@ -858,8 +859,9 @@ def where_the_time_went(alerted: list[Run], report: Report) -> list[str]:
         "they need not add up)",
         f"webhook sender: woken by the sink, no poll interval: queued -> arrival "
         f"{'-' if post is None else f'{post * 1000:.1f} ms'} median, nothing to gain there",
-        "evidence files (frame.jpg, crop.jpg, mask.png, event.json, then the retention prune) "
-        "are written before the webhook is queued, so their time is on the alert's path: "
+        "evidence files (frame.jpg, crop.jpg, mask.png, event.json; retention runs after, in "
+        "the background) are written before the webhook is queued, so their time is on the "
+        "alert's path: "
         f"{'-' if evidence is None else f'{evidence * 1000:.0f} ms'} median with "
         f"{report.stored_alerts} alerts stored before the runs",
     ]
@@ -1009,8 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
         "--stored-alerts",
         type=int,
         default=0,
-        help="alerts in the evidence store before the runs (the prune on each alert reads "
-        "them all)",
+        help="alerts in the evidence store before the runs (the retention pass after each "
+        "alert reads them all)",
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="encoded clips")
     args = parser.parse_args(argv)
