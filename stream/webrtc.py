@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -97,10 +96,11 @@ class WebRTCSource:
     track or the connection fails or closes (final: the publisher must publish again),
     STOPPED after :meth:`stop`. Listeners are called on the event loop.
 
-    Frames wider than ``max_width`` or taller than ``max_height`` are not converted;
-    ``on_drop`` gets ``DropReason.OVERSIZED`` for each. A frame replaced by a newer one
-    before it was converted gets ``DropReason.SUPERSEDED`` (as ``frames`` itself reports
-    frames replaced before the sampler took them).
+    Every received frame goes to ``frames`` as it is decoded; it is converted to RGB
+    only if the sampler takes it (:class:`SourceFrame`), and ``frames`` reports those
+    replaced before that as ``DropReason.SUPERSEDED``. Frames wider than ``max_width`` or
+    taller than ``max_height`` are dropped; ``on_drop`` gets ``DropReason.OVERSIZED``
+    for each.
     """
 
     def __init__(
@@ -133,9 +133,6 @@ class WebRTCSource:
         self._pc: RTCPeerConnection | None = None
         self._video_track: MediaStreamTrack | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # The newest received video frame not yet converted: (frame, capture time, index).
-        self._pending: tuple[VideoFrame, float, int] | None = None
-        self._pending_ready = asyncio.Event()
         self._oversized_logged: tuple[int, int] | None = None
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
@@ -205,14 +202,12 @@ class WebRTCSource:
                 )
             except Exception:
                 logger.exception("%s: closing the peer connection failed", self._description)
-        self._pending = None
         self._set_status(SourceStatus.STOPPED, "stopped")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self._video_track is None:
             self._video_track = track
             self._spawn(self._read_video(track))
-            self._spawn(self._convert_frames())
         else:
             if track.kind == "video":
                 logger.info("%s: only the first video track is analysed", self._description)
@@ -228,7 +223,8 @@ class WebRTCSource:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_video(self, track: MediaStreamTrack) -> None:
-        """Receive every frame at once (aiortc's queue never grows); keep the newest."""
+        """Receive every frame at once (aiortc's queue never grows); ``frames`` keeps the
+        newest."""
         index = 0
         try:
             while True:
@@ -238,43 +234,14 @@ class WebRTCSource:
                     continue
                 if frame.width > self._max_width or frame.height > self._max_height:
                     self._drop_oversized(frame)
-                elif self._pending is None:
-                    self._pending = (frame, received, index)
-                    self._pending_ready.set()
                 else:
-                    self._pending = (frame, received, index)
-                    self._drop(DropReason.SUPERSEDED)
+                    self.frames.put(SourceFrame(frame, received, index, frame.time))
+                    if self._status is SourceStatus.CONNECTING:
+                        size = f"{frame.width}x{frame.height}"
+                        self._set_status(SourceStatus.UP, f"receiving {size} video")
                 index += 1
         except MediaStreamError:
             self._set_status(SourceStatus.DOWN, "the publisher ended the video track")
-
-    async def _convert_frames(self) -> None:
-        """Convert the newest received frame to RGB and hand it to ``frames``."""
-        while True:
-            await self._pending_ready.wait()
-            self._pending_ready.clear()
-            pending, self._pending = self._pending, None
-            if pending is None:
-                continue
-            frame, received, index = pending
-            # In a worker thread, not on the event loop: the loop serves every stream and
-            # the HTTP API, and a conversion costs ~0.6 ms at 1080p and ~9 ms at 4K (more
-            # on a loaded CPU), up to 30 times a second per stream. PyAV's scaler mostly
-            # runs without the GIL (measured), and the reader keeps draining aiortc's
-            # queue meanwhile.
-            started = time.perf_counter()
-            image: np.ndarray = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
-            self.frames.put(
-                SourceFrame(
-                    image,
-                    capture_time=received,
-                    index=index,
-                    pts_s=frame.time,
-                    decode_s=time.perf_counter() - started,
-                )
-            )
-            if self._status is SourceStatus.CONNECTING:
-                self._set_status(SourceStatus.UP, f"receiving {frame.width}x{frame.height} video")
 
     async def _discard(self, track: MediaStreamTrack) -> None:
         """Read and drop a track's frames (audio, extra video) so they never queue up."""
