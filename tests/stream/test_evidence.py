@@ -113,3 +113,16 @@ def test_evidence_needs_the_token(path: str) -> None:
             assert response.status == 401
 
     asyncio.run(run())
+
+
+def test_alerts_written_during_a_retention_pass_are_counted_too(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    store = EvidenceStore(tmp_path, max_alerts=1)
+
+    async def run() -> None:
+        await asyncio.gather(*(store.emit(suspected(astronaut)) for _ in range(4)))
+        await store.close()
+
+    asyncio.run(run())
+    assert len(list(tmp_path.iterdir())) == 1
