@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import math
@@ -55,7 +54,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +73,12 @@ if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine, percentile  # noqa: E402
+from tests.stream.test_webhooks import (  # noqa: E402 (a real receiver, as the tests use)
+    Receiver,
+    Request,
+    endpoint,
+    receiving,
+)
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LIVE_SWAP = SHARED_DATA / "live-swap-dev"
@@ -281,98 +286,22 @@ class TimedSink:
             timing.spans[self.name] = (started, time.time())
 
 
-@dataclass(frozen=True)
-class Arrival:
-    time: float
-    webhook_id: str
-    event_type: str
-    stream_id: str
-    verified: bool
+def delivery(receiver: Receiver, stream_id: str) -> Request | None:
+    """The receiver's first delivery for the stream ``stream_id``."""
+    for request in receiver.requests:
+        data = json.loads(request.body).get("data", {})
+        if data.get("stream", {}).get("id") == stream_id:
+            return request
+    return None
 
 
-class Receiver:
-    """A webhook receiver on a free loopback port: notes when each delivery arrives and
-    verifies its signature (``standardwebhooks``)."""
-
-    def __init__(self) -> None:
-        from standardwebhooks import Webhook
-
-        self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-        self.verifier = Webhook(self.secret)
-        self.arrivals: list[Arrival] = []
-        self.port = 0
-        self._changed = asyncio.Condition()
-        self._runner: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def endpoint(self) -> dict[str, Any]:
-        """The service's webhook endpoint for this receiver."""
-        return {
-            "name": "receiver",
-            "url": self.url,
-            "secrets": [self.secret],
-            "events": WEBHOOK_EVENTS,
-            "allow_private": True,  # 127.0.0.1 is refused without it
-        }
-
-    async def start(self) -> None:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: Any) -> Any:
-        from aiohttp import web
-        from standardwebhooks.webhooks import WebhookVerificationError
-
-        arrived = time.time()
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            self.verifier.verify(body, headers)
-            verified = True
-        except WebhookVerificationError:
-            verified = False
-        document = json.loads(body)
-        stream = document.get("data", {}).get("stream", {}).get("id", "")
-        arrival = Arrival(
-            arrived, headers.get("webhook-id", ""), document.get("type", ""), stream, verified
+async def wait_for_delivery(receiver: Receiver, stream_id: str, deadline: float) -> Request | None:
+    """The stream's first delivery, or None at ``deadline`` (wall clock)."""
+    with contextlib.suppress(AssertionError):  # the receiver's timeout
+        await receiver.wait(
+            lambda r: delivery(r, stream_id) is not None, max(0.0, deadline - time.time())
         )
-        async with self._changed:
-            self.arrivals.append(arrival)
-            self._changed.notify_all()
-        return web.Response(status=204)
-
-    def first(self, stream_id: str) -> Arrival | None:
-        return next((a for a in self.arrivals if a.stream_id == stream_id), None)
-
-    async def wait(self, stream_id: str, deadline: float) -> Arrival | None:
-        """The stream's first delivery, or None at ``deadline`` (wall clock)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, deadline - time.time())), self._changed:
-                await self._changed.wait_for(lambda: self.first(stream_id) is not None)
-        return self.first(stream_id)
-
-
-@contextlib.asynccontextmanager
-async def receiving() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.stop()
+    return delivery(receiver, stream_id)
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -399,7 +328,7 @@ class Run:
     deciding_capture: float | None = None
     queued: float | None = None
     evidence_s: float | None = None
-    arrival: Arrival | None = None
+    arrival: Request | None = None
     window_frames: int = 0
     window_fakes: int = 0
     window_score: float | None = None
@@ -476,7 +405,7 @@ class Bench:
         # its end would not belong to this swap
         wait_s = min(clip.swap_s + self.timeout_s, clip.duration_s + END_GRACE_S)
         try:
-            run.arrival = await self.receiver.wait(state.id, added + wait_s)
+            run.arrival = await wait_for_delivery(self.receiver, state.id, added + wait_s)
         finally:
             await self.pipeline.remove(state.id)
         self._fill(run, frames)
@@ -560,8 +489,8 @@ class Bench:
             run.arrival = None
         elif run.arrival is None:
             run.notes.append("deepfake.suspected, but no webhook before the deadline")
-        elif run.arrival.webhook_id != f"msg_{event.id}":
-            run.notes.append(f"first delivery {run.arrival.webhook_id} is not msg_{event.id}")
+        elif run.arrival.id != f"msg_{event.id}":
+            run.notes.append(f"first delivery {run.arrival.id} is not msg_{event.id}")
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -614,7 +543,7 @@ def run_table(runs: list[Run]) -> str:
             if run.window_score is not None
             else "-"
         )
-        signature = "-" if run.arrival is None else ("ok" if run.arrival.verified else "BAD")
+        signature = "-" if run.arrival is None else ("ok" if all(run.arrival.verified) else "BAD")
         lines.append(
             f"| {run.number} | {run.clip.name} | {fmt(run.clip.swap_s)} | {fmt(run.swap_pts)} "
             f"| {fmt(run.first_capture - run.added if run.first_capture else None, 2)} "
@@ -769,7 +698,8 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="fakewatch-alert-latency-") as state:
         await fill_evidence(Path(state) / "evidence", stored_alerts, clip)
         async with receiving() as receiver:
-            overrides: dict[str, Any] = {"webhooks.endpoints": [receiver.endpoint()]}
+            hook = endpoint(receiver, "receiver", events=WEBHOOK_EVENTS)
+            overrides: dict[str, Any] = {"webhooks.endpoints": [hook]}
             async with serving(Path(state), **overrides) as service:
                 report = await measure_with(
                     service, receiver, clip, urls, runs, held_out, timeout_s
