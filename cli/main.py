@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakewatch.cli import (
+    cluster_command,
     demo_command,
     engine_commands,
     scan_command,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.register(commands)
     training_commands.register(commands)
     demo_command.register(commands)
+    cluster_command.register(commands)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Run mypy on the source folders under the package names they install as.
 
-The folders ``engines/``, ``training/``, ``stream/`` and ``cli/`` install as
+The folders ``engines/``, ``training/``, ``stream/``, ``cluster/`` and ``cli/`` install as
 ``fakewatch.engines`` and so on. mypy cannot follow setuptools' editable-install import
 hook, so this links the folders into a temporary ``fakewatch/`` tree and checks that.
 """
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cli", "engines", "training", "stream")
+PACKAGES = ("cli", "engines", "training", "stream", "cluster")
 
 
 def main() -> int:

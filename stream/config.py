@@ -342,6 +342,67 @@ class LoggingConfig(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ClusterConfig(Section):
+    """``fakewatch cluster``: streams spread over Ray shard actors, one batched segmenter."""
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        max_length=2048,
+        description="Redis holding the desired streams, vote checkpoints and alerts",
+    )
+    namespace: str = Field(
+        "fakewatch",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="Ray namespace of the actors and prefix of the Redis keys",
+    )
+    shards: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="stream shards (fixed: a stream's shard is a hash of its id); "
+        "several times the largest node count",
+    )
+    sync_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often a shard reloads its streams from Redis"
+    )
+    checkpoint_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often a shard saves its streams' vote windows"
+    )
+    call_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="longest wait for a shard, the segmenter or Redis"
+    )
+    segmenter_max_batch: int = Field(
+        32, ge=1, le=1024, description="crops per segmenter call, across shards"
+    )
+    segmenter_wait_ms: float = Field(
+        10.0, ge=0, le=1000, description="longest a segmenter call waits to fill its batch"
+    )
+    segmenter_max_ongoing: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="requests one segmenter replica takes at once "
+        "(default: the larger of shards and segmenter_max_batch)",
+    )
+    segmenter_min_replicas: int = Field(1, ge=1, le=1024, description="fewest segmenter replicas")
+    segmenter_max_replicas: int = Field(4, ge=1, le=1024, description="most segmenter replicas")
+    segmenter_target_ongoing: float = Field(
+        8.0, gt=0, le=65536, description="ongoing requests per replica autoscaling aims at"
+    )
+    segmenter_cpus: float = Field(1.0, ge=0, le=256, description="CPUs one replica reserves")
+    segmenter_gpus: float = Field(0.0, ge=0, le=16, description="GPUs one replica reserves")
+    alert_claim_idle_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="an alert a sender took but did not finish for this long is taken over",
+    )
+
+    @property
+    def max_ongoing(self) -> int:
+        return self.segmenter_max_ongoing or max(self.shards, self.segmenter_max_batch)
+
+
 class ServiceConfig(Section):
     """Everything ``fakewatch serve`` needs; every field has a working default."""
 
@@ -355,6 +416,7 @@ class ServiceConfig(Section):
     evidence: EvidenceConfig = EvidenceConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     logging: LoggingConfig = LoggingConfig()
+    cluster: ClusterConfig = ClusterConfig()
     streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
 
     @model_validator(mode="after")
@@ -384,6 +446,11 @@ class ServiceConfig(Section):
         names = [e.name for e in hooks.endpoints]
         if len(set(names)) != len(names):
             raise ValueError("webhook endpoint names must be unique")
+        cluster = self.cluster
+        if cluster.segmenter_min_replicas > cluster.segmenter_max_replicas:
+            raise ValueError(
+                "cluster.segmenter_min_replicas must not exceed cluster.segmenter_max_replicas"
+            )
         return self
 
 
@@ -466,6 +533,8 @@ def describe_config(config: ServiceConfig | None = None) -> str:
             shown = getattr(value, name)
             if name == "token" and shown is not None:
                 shown = MASK
+            if name == "redis_url":
+                shown = redact_url(shown)
             lines.append(f"  {key}: {_yaml(shown)}{comment}")
     return "\n".join(lines) + "\n"
 

@@ -386,8 +386,11 @@ class Pipeline:
 
     # streams
 
-    async def add_url(self, url: str, name: str | None = None) -> StreamState:
-        """Start watching a URL (checked against the source allowlist first)."""
+    async def add_url(
+        self, url: str, name: str | None = None, stream_id: str | None = None
+    ) -> StreamState:
+        """Start watching a URL (checked against the source allowlist first); the stream
+        gets ``stream_id`` when the host keeps its own ids (a cluster shard), else a new one."""
         config, limits, fps = self.config.sources, self.config.limits, self.config.analysis.fps
 
         def make(
@@ -397,10 +400,14 @@ class Pipeline:
                 url, config, frames, on_status, on_drop, fps, limits.max_width, limits.max_height
             )
 
-        return await self.add_source(make, name, kind="url")
+        return await self.add_source(make, name, kind="url", stream_id=stream_id)
 
     async def add_source(
-        self, factory: SourceFactory, name: str | None = None, kind: str = "url"
+        self,
+        factory: SourceFactory,
+        name: str | None = None,
+        kind: str = "url",
+        stream_id: str | None = None,
     ) -> StreamState:
         """Start watching the source ``factory`` builds; the new stream's state."""
         if len(self.streams) >= self.config.limits.max_streams:
@@ -408,7 +415,9 @@ class Pipeline:
                 f"the service already watches {len(self.streams)} streams "
                 f"(limits.max_streams = {self.config.limits.max_streams})"
             )
-        stream_id = uuid.uuid4().hex[:12]
+        stream_id = stream_id or uuid.uuid4().hex[:12]
+        if stream_id in self.streams:
+            raise StreamNameError(f"a stream with id {stream_id!r} already exists")
         name = name or f"{kind}-{stream_id[:6]}"
         if not STREAM_NAME.match(name):
             raise StreamNameError(

@@ -75,12 +75,15 @@ def open_pipeline(
     *,
     wrap_segmenter: SegmenterWrapper | None = None,
     wrap_detector: DetectorWrapper | None = None,
+    remote_segmenter: Callable[[], Segmenter] | None = None,
 ) -> Pipeline:
     """A pipeline on the configured engine (the shipped one by default); not started.
 
     The pipeline gets factories that open the engine and the detector again, for its
     restarts after a hang; ``wrap_segmenter`` and ``wrap_detector`` wrap every one
-    opened (fault injection in tests, instrumentation)."""
+    opened (fault injection in tests, instrumentation). With ``remote_segmenter`` the
+    crops go to the segmenter it opens (a cluster's shared one) instead of a local engine;
+    the bundle still gives the crop rule and the thresholds."""
     bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
     analysis, limits = config.analysis, config.limits
 
@@ -95,7 +98,7 @@ def open_pipeline(
         return LocalSegmenter(engine)
 
     def open_segmenter() -> Segmenter:
-        segmenter: Segmenter = open_local()
+        segmenter: Segmenter = remote_segmenter() if remote_segmenter else open_local()
         return wrap_segmenter(segmenter) if wrap_segmenter is not None else segmenter
 
     def open_detector() -> FaceDetector:
@@ -107,11 +110,10 @@ def open_pipeline(
         )
         return wrap_detector(detector) if wrap_detector is not None else detector
 
-    local = open_local()
-    engine = local.engine
+    local = open_local() if remote_segmenter is None else None
     pipeline = Pipeline(
         config,
-        wrap_segmenter(local) if wrap_segmenter is not None else local,
+        open_segmenter() if local is None else wrap_segmenter(local) if wrap_segmenter else local,
         open_detector(),
         bundle.spec.input_size,
         bundle.spec.crop_margin,
@@ -121,16 +123,21 @@ def open_pipeline(
         segmenter_factory=open_segmenter,
         detector_factory=open_detector,
     )
+    label, backend = (
+        ("remote", "remote")
+        if local is None
+        else (local.engine.info.label, local.engine.info.backend)
+    )
     pipeline.metrics.info.info(
         {
             "version": installed_version(),
-            "engine": engine.info.label,
-            "backend": engine.info.backend,
+            "engine": label,
+            "backend": backend,
             "model": bundle.manifest.name,
             "model_sha256": bundle.model_sha256[:16],
         }
     )
-    log(logger, logging.INFO, "engine.opened", engine=engine.info.label, bundle=str(bundle.folder))
+    log(logger, logging.INFO, "engine.opened", engine=label, bundle=str(bundle.folder))
     return pipeline
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import enum
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 E = TypeVar("E")
 
@@ -85,6 +85,28 @@ class SlidingWindowVote(Generic[E]):
         while len(self._entries) > self.window_frames:
             self._pop()
         return self._expire_and_decide(time)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The window's state without its evidence, JSON-ready: what :meth:`restore` takes
+        to carry an alert in progress over a restart of the process that held it."""
+        return {
+            "entries": [[e.time, e.score] for e in self._entries],
+            "alerting": self.alerting,
+            "last_change": self.last_change,
+            "quiet_until": None if self._quiet_until == float("-inf") else self._quiet_until,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the state :meth:`checkpoint` gave (restored entries have no evidence);
+        entries beyond the window's length are dropped, the oldest first."""
+        self._entries.clear()
+        self._peaks.clear()
+        for time, score in state.get("entries", []):
+            self.add(float(time), float(score))
+        self.alerting = bool(state.get("alerting", False))
+        self.last_change = state.get("last_change")
+        quiet = state.get("quiet_until")
+        self._quiet_until = float("-inf") if quiet is None else float(quiet)
 
     def tick(self, time: float) -> Decision | None:
         """Let time pass without a face (old frames leave the window); any decision."""
