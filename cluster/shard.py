@@ -26,6 +26,8 @@ import os
 import time
 from typing import Any
 
+import ray
+
 from fakewatch.cluster.alerts import AlertPublisher
 from fakewatch.cluster.segmenter import APP, RemoteSegmenter
 from fakewatch.cluster.state import ClusterState, DesiredStream, connect
@@ -86,6 +88,7 @@ class StreamShard:
             "shard": self.index,
             "name": shard_name(self.index),
             "node": self.node,
+            "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "started": self.started,
             "ready": pipeline is not None and pipeline.ready,
