@@ -137,6 +137,7 @@ class FrontState:
             except Exception as error:
                 self.redis_ok = False
                 log(logger, logging.WARNING, "front.supervise_failed", error=describe_error(error))
+            self.metrics.ready.set(0 if self.not_ready_reason() else 1)
             await asyncio.sleep(SUPERVISE_EVERY_S)
 
     async def _ping_all(self) -> None:
