@@ -210,3 +210,54 @@ def test_the_api_keeps_the_single_machine_answers(cluster: LocalCluster, demo_cl
     assert status("DELETE", "/api/streams/nothing") == 404
     assert status("POST", "/api/webrtc/offer", {"sdp": "v=0", "type": "offer"}) == 501
     wait_until(lambda: status("GET", "/readyz") == 200, 10, "/readyz says ready")
+
+
+def test_prometheus_scrapes_every_shard_and_the_cluster_views_have_data(
+    cluster: LocalCluster, demo_clip: Path, tmp_path: Path
+) -> None:
+    import asyncio
+    import json
+    import urllib.parse
+    import urllib.request
+
+    import yaml
+
+    from tests.deploy.dashboard import PROMETHEUS_DIR, STREAM, cluster_queries, load_dashboard
+    from tests.deploy.test_prometheus import prometheus_server
+
+    front = cluster.url.removeprefix("http://")
+    config = yaml.safe_load((PROMETHEUS_DIR / "cluster.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
+    (job,) = config["scrape_configs"]
+    job["static_configs"][0]["targets"] = [front]
+    job["http_sd_configs"] = [{"url": f"{cluster.url}/cluster/targets", "refresh_interval": "1s"}]
+    path = tmp_path / "cluster.yml"
+    path.write_text(yaml.safe_dump(config))
+    stream = api(cluster.url, "POST", "/api/streams", {"url": str(demo_clip), "name": STREAM})
+    queries = cluster_queries(load_dashboard())
+    assert queries
+
+    def query(base: str, promql: str) -> list[Any]:
+        address = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(address, timeout=5) as reply:
+            result: list[Any] = json.loads(reply.read())["data"]["result"]
+        return result
+
+    async def check() -> None:
+        async with prometheus_server(path, tmp_path) as base:
+            shards_up = f'count(up{{component="shard"}} == 1) == {SHARDS}'
+            await asyncio.to_thread(
+                wait_until, lambda: query(base, shards_up), 30, "every shard scraped"
+            )
+
+            deadline = time.monotonic() + 40
+            while empty := [q for q in queries if not await asyncio.to_thread(query, base, q)]:
+                assert time.monotonic() < deadline, f"cluster views without data: {empty}"
+                await asyncio.sleep(1)
+            print(f"Prometheus scraped {SHARDS} shards; {len(queries)} cluster views have data")
+
+    try:
+        asyncio.run(check())
+    finally:
+        api(cluster.url, "DELETE", f"/api/streams/{stream['id']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ DASHBOARD = GRAFANA_DIR / "dashboards" / "fakewatch.json"
 
 STREAM = "cam"
 """The stream the live test watches; ``$stream`` becomes its name."""
+CLUSTER_ROW = "Cluster"
+"""The row of the panels that only a cluster has data for (``component`` and ``shard``
+labels come from the front's service discovery)."""
 
 # What Grafana puts in place of its variables, for running a panel's query directly
 # against Prometheus: the test scrapes every second, so 1m windows hold many samples.
@@ -26,6 +29,7 @@ GRAFANA_VARIABLES = {
     "__interval": "15s",
     "__range": "1m",
     "stream": STREAM,
+    "shard": ".*",  # the variable's "All"
 }
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 METRIC = re.compile(r"\b(?:fakewatch_\w+|up)\b(?!\s*\()")
@@ -84,14 +88,48 @@ def all_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
-def panel_queries(dashboard: dict[str, Any]) -> list[Query]:
-    """Every ``targets[].expr`` of every panel."""
+def _queries(panels: Iterable[dict[str, Any]]) -> list[Query]:
     return [
         Query(panel["title"], target["refId"], target["expr"])
-        for panel in all_panels(dashboard)
+        for panel in panels
         for target in panel.get("targets", [])
         if target.get("expr")
     ]
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[Query]:
+    """Every ``targets[].expr`` of every panel."""
+    return _queries(all_panels(dashboard))
+
+
+def row_panels(dashboard: dict[str, Any], title: str) -> list[dict[str, Any]]:
+    """The panels of the row ``title``: a collapsed row's own panels, or the panels that
+    follow an open row up to the next row."""
+    found: list[dict[str, Any]] | None = None
+    for panel in dashboard.get("panels", []):
+        if panel["type"] == "row":
+            if found is not None:
+                break
+            if panel["title"] == title:
+                found = list(panel.get("panels", []))
+        elif found is not None:
+            found.append(panel)
+    if found is None:
+        raise KeyError(f"the dashboard has no row {title!r}")
+    return found
+
+
+def single_machine_queries(dashboard: dict[str, Any]) -> list[Query]:
+    """The queries that ``fakewatch serve`` answers: all but the Cluster row's."""
+    cluster = {id(panel) for panel in row_panels(dashboard, CLUSTER_ROW)}
+    return _queries(panel for panel in all_panels(dashboard) if id(panel) not in cluster)
+
+
+def cluster_queries(dashboard: dict[str, Any]) -> list[str]:
+    """The PromQL of the Cluster row's panels, Grafana's variables replaced as for the
+    other panels (``$stream`` is ``STREAM``, ``$shard`` every shard), to check against a
+    running cluster that each returns data."""
+    return [query.promql for query in _queries(row_panels(dashboard, CLUSTER_ROW))]
 
 
 def annotation_queries(dashboard: dict[str, Any]) -> list[Query]:

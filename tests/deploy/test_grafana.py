@@ -17,12 +17,16 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from fakewatch.stream.metrics import PipelineMetrics
 from tests.deploy.dashboard import (
+    CLUSTER_ROW,
     GRAFANA_DIR,
     GRAFANA_VARIABLES,
     all_panels,
     annotation_queries,
+    cluster_queries,
     load_dashboard,
     panel_queries,
+    row_panels,
+    single_machine_queries,
 )
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -55,6 +59,10 @@ def test_the_dashboard_selects_its_data_source_and_streams_by_variable(
     assert stream["query"]["query"] == "label_values(fakewatch_stream_up, stream)"
     assert stream["datasource"] == DATASOURCE
     assert stream["multi"] and stream["includeAll"] and stream["allValue"] == ".*"
+    shard = variables["shard"]  # the Cluster row's
+    assert shard["query"]["query"] == 'label_values(fakewatch_streams{component="shard"}, shard)'
+    assert shard["datasource"] == DATASOURCE
+    assert shard["multi"] and shard["includeAll"] and shard["allValue"] == ".*"
     # every variable a query uses is either defined here or one of Grafana's own
     assert set(variables) - {"datasource"} <= set(GRAFANA_VARIABLES)
 
@@ -105,6 +113,36 @@ def test_per_stream_series_are_filtered_by_the_stream_variable(
                 assert f'{name}{{stream=~"$stream"' in query.expr, (
                     f'{query}: {name} is per stream; filter it with {{stream=~"$stream"}}'
                 )
+
+
+def test_the_cluster_row_reads_cluster_targets_and_sums_over_them(
+    dashboard: dict[str, Any],
+) -> None:
+    """The Cluster row reads only the series of a cluster's front, shards and Segmenter
+    replicas (the component label its scrape configuration attaches), shards filtered
+    by ``$shard``, always aggregated (a shard or replica restarts on another node as a
+    new series); the other panels read no cluster label, so a single service fills them."""
+    panels = row_panels(dashboard, CLUSTER_ROW)
+    assert panels, "the dashboard has no Cluster panels"
+    all_queries = panel_queries(dashboard)
+    machine = single_machine_queries(dashboard)
+    assert len(machine) + len(cluster_queries(dashboard)) == len(all_queries)
+    for query in all_queries:
+        if query in machine:
+            cluster_labels = r'\b(shard|replica|node)\b|component="(shard|segmenter)"'
+            assert not re.search(cluster_labels, query.expr), query
+            continue
+        aggregated = r"(histogram_quantile\(0\.\d+, )?(sum|count) ?(by \([\w, ]+\) )?\(.*"
+        assert re.fullmatch(aggregated, query.expr, re.S), f"{query}: aggregate it"
+        for name in query.metrics:
+            for match in re.finditer(rf"\b{name}\b(\{{[^}}]*\}})?", query.expr):
+                selector = match[1] or ""
+                assert re.search(r'component="(shard|segmenter|front)"', selector), (
+                    f"{query}: {name} without a component matcher"
+                )
+                if 'component="shard"' in selector:
+                    assert 'shard=~"$shard"' in selector, f"{query}: filter by $shard"
+    assert "$shard" not in " ".join(q.expr for q in machine)
 
 
 def test_every_exported_metric_has_a_panel(dashboard: dict[str, Any]) -> None:

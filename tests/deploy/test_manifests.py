@@ -216,10 +216,20 @@ def test_dockerfile_final_stage(name: str) -> None:
 def test_cpu_image_is_python_311_and_installs_the_base_package() -> None:
     args = _args(DEPLOY / "Dockerfile.cpu")
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", args["PYTHON_IMAGE"])
-    # the base package alone, pinned: no extra, so no PyTorch
-    text = (DEPLOY / "Dockerfile.cpu").read_text()
-    (install,) = re.findall(r"pip install (.*?)(?: \\|\n)", text)
-    assert install == "-c constraints.txt /wheels/fakewatch-*.whl"
+    # the base package alone by default, pinned: no extra, so no PyTorch; the Ray
+    # cluster image adds the cluster extra (--build-arg FAKEWATCH_EXTRAS=cluster)
+    path = DEPLOY / "Dockerfile.cpu"
+    assert _extras_default(path.read_text()) == ""
+    build = _dockerfile_stages(path)[0]
+    runs = [" ".join(arguments.split()) for keyword, arguments in build if keyword == "RUN"]
+    install = '-c constraints.txt "${wheel}${FAKEWATCH_EXTRAS:+[${FAKEWATCH_EXTRAS}]}"'
+    assert [run for run in runs if install in run], "pip installs the wheel with its extras"
+
+
+def _extras_default(text: str) -> str:
+    """The default of the build argument FAKEWATCH_EXTRAS, the wheel's extras."""
+    (value,) = re.findall(r"^ARG FAKEWATCH_EXTRAS=(.*)$", text, re.M)
+    return str(value).strip('"')
 
 
 def _torch_cuda() -> str | None:
@@ -239,7 +249,8 @@ def test_gpu_image_matches_torch_cuda() -> None:
     match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-runtime-ubuntu24\.04", args["CUDA_IMAGE"])
     assert match, args["CUDA_IMAGE"]
     text = path.read_text()
-    assert '-c constraints.txt "${wheel}[tensorrt]"' in text
+    assert '-c constraints.txt "${wheel}[${FAKEWATCH_EXTRAS}]"' in text
+    assert _extras_default(text) == "tensorrt"
     assert _env(_final_stage(path))["FAKEWATCH_ENGINE__DEVICE"] == "cuda"
     pinned = re.search(r"^torch==(\S+)$", (REPO / "constraints.txt").read_text(), re.M)
     assert pinned, "constraints.txt pins torch"
@@ -515,13 +526,15 @@ def _kustomize_inputs(folder: Path) -> Iterator[Path]:
             yield path
 
 
-@pytest.mark.parametrize("folder", ["", "base", "gpu"])
+@pytest.mark.parametrize("folder", ["", "base", "gpu", "cluster"])
 def test_kustomization_inputs_exist(folder: str) -> None:
     assert list(_kustomize_inputs(KUBERNETES / folder))
 
 
 def test_every_manifest_is_in_a_kustomization_or_optional() -> None:
-    used = {p for folder in ("", "gpu") for p in _kustomize_inputs(KUBERNETES / folder)}
+    """The single-machine kustomizations and the cluster's (test_cluster_manifests.py)."""
+    folders = ("", "gpu", "cluster")
+    used = {p for folder in folders for p in _kustomize_inputs(KUBERNETES / folder)}
     for path in KUBERNETES.rglob("*.yaml"):
         if path.name == "kustomization.yaml":
             continue

@@ -5,7 +5,9 @@
 endpoint, Prometheus (deploy/prometheus/prometheus.yml, pointed at the service and
 scraping every second) scrapes it, and every query of the Grafana dashboard, its
 variables replaced, must return at least one series: a query that Prometheus refuses or
-that finds nothing names its panel.
+that finds nothing names its panel. The Cluster row is left out: its series come from a
+cluster's shards and Segmenter replicas (``dashboard.cluster_queries`` gives them to a
+test that runs against a cluster).
 
 Prometheus and promtool come from Debian's ``prometheus`` package; without them these
 tests are skipped, or fail when ``CI`` is set: CI must run them.
@@ -43,9 +45,10 @@ from tests.deploy.dashboard import (
     Query,
     alert_rules,
     annotation_queries,
+    cluster_queries,
     load_dashboard,
     metric_names,
-    panel_queries,
+    single_machine_queries,
 )
 from tests.media import face_clip, write_video
 from tests.stream.harness import serving
@@ -238,7 +241,8 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
     require("prometheus")
     clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 60, (640, 480)))
     dashboard = load_dashboard()
-    queries = panel_queries(dashboard)
+    # the Cluster row reads labels only a cluster's targets have (component, shard, node)
+    queries = single_machine_queries(dashboard)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
     async def run() -> None:
@@ -294,5 +298,111 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
         firing = [a["labels"] for a in (await api(http, "/api/v1/alerts"))["alerts"]
                   if a["state"] == "firing"]  # fmt: skip
         assert not firing, f"alerts fire on a healthy service showing a real face: {firing}"
+
+    asyncio.run(run())
+
+
+# ---------------------------------------------------------------- a cluster, simulated
+
+
+@contextlib.asynccontextmanager
+async def stand_in_front(targets: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """A local server answering as a cluster's front does for Prometheus: its own
+    /metrics and GET /cluster/targets (HTTP service discovery). Its address."""
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response(targets)
+
+    async def metrics(request: web.Request) -> web.Response:
+        # the front's own series that the Cluster row reads (cluster/front.py)
+        text = (
+            "fakewatch_ready 1\n"
+            'fakewatch_cluster_shards{state="ready"} 1\n'
+            'fakewatch_cluster_shards{state="not_ready"} 0\n'
+            "fakewatch_cluster_streams 1\n"
+            "fakewatch_cluster_alerts_pending 0\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/cluster/targets", discovery)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def cluster_scrape_config(front: str, folder: Path) -> Path:
+    """deploy/prometheus/cluster.yml pointed at the front ``front``, every second."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "cluster.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
+    (job,) = config["scrape_configs"]
+    (static,) = job["static_configs"]
+    static["targets"] = [front]
+    (discovery,) = job["http_sd_configs"]
+    discovery.update(url=f"http://{front}/cluster/targets", refresh_interval="1s")
+    path = folder / "cluster.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_cluster_queries_have_data_through_the_fronts_discovery(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """deploy/prometheus/cluster.yml with a stand-in front whose service discovery lists
+    one running service twice, as shard-0 and as a Segmenter replica (a simulation: no
+    Ray, no real shard); the Cluster row's queries must all return data, and the
+    service's own component label must survive on the engine restarts series."""
+    require("prometheus")
+    clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 60, (640, 480)))
+    queries = [
+        Query("Cluster", str(i), expr) for i, expr in enumerate(cluster_queries(load_dashboard()))
+    ]
+
+    async def run() -> None:
+        async with serving(tmp_path / "state") as service:
+            await service.add(str(clip), STREAM)
+            worker = urlsplit(service.base).netloc
+            node = {"node": "127.0.0.1"}
+            targets = [
+                {"targets": [worker], "labels": {"component": "shard", "shard": "shard-0", **node}},
+                {
+                    "targets": [worker],
+                    "labels": {"component": "segmenter", "replica": "r0", **node},
+                },
+            ]
+            async with stand_in_front(targets) as front:
+                config = cluster_scrape_config(front, tmp_path)
+                async with (
+                    prometheus_server(config, tmp_path) as url,
+                    aiohttp.ClientSession(base_url=url) as http,
+                ):
+                    await check(http)
+
+    async def check(http: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + DATA_TIMEOUT_S
+        while failures := await failing_queries(http, queries):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(failures)} of {len(queries)} Cluster queries found no data "
+                    f"after {DATA_TIMEOUT_S:.0f} s:\n" + "\n".join(failures)
+                )
+            await asyncio.sleep(1)
+        active = (await api(http, "/api/v1/targets"))["activeTargets"]
+        components = sorted(target["labels"]["component"] for target in active)
+        assert components == ["front", "segmenter", "shard"]
+        assert {target["labels"]["job"] for target in active} == {"fakewatch"}
+        restarts = Query("restarts", "-", 'fakewatch_engine_restarts_total{shard="shard-0"}')
+        series = await evaluate(http, restarts)
+        assert not isinstance(series, str)
+        assert {s["metric"]["component"] for s in series} == {"engine", "detector"}
 
     asyncio.run(run())
