@@ -146,6 +146,9 @@ class FrontState:
         async def ping(index: int, shard: ActorHandle[Any]) -> None:
             try:
                 self.pings[index] = await asyncio.wait_for(shard.ping.remote(), timeout)
+            except ray.exceptions.ActorDiedError as error:  # killed for good: create it again
+                self.shards.pop(index, None)
+                self.pings[index] = {"shard": index, "ready": False, "error": describe_error(error)}
             except Exception as error:
                 self.pings[index] = {"shard": index, "ready": False, "error": describe_error(error)}
 
@@ -394,6 +397,26 @@ class Front:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} ended: {task.exception()!r}")
 
+    async def pause(self) -> None:
+        """Stop supervising the shards (so that a planned stop of them sticks)."""
+        for task in self._tasks:
+            if task.get_name() == "supervisor":
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until the senders have taken and finished every alert
+        in the stream; whether they did."""
+        state = self.front.state
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            groups = await state.redis.xinfo_groups(state.key("alerts"))
+            group = next((g for g in groups if _text(g.get("name")) == GROUP), None)
+            if group is None or (not group.get("pending") and not group.get("lag")):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
     async def close(self) -> None:
         """Stop serving (for a planned shutdown): the tasks, the webhooks, the server."""
         for task in self._tasks:
@@ -405,3 +428,7 @@ class Front:
             await self.front.evidence.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -86,9 +86,15 @@ def start(config: ServiceConfig, timeout_s: float = 120.0) -> tuple[DeploymentHa
 
 
 def stop(config: ServiceConfig, timeout_s: float = 30.0) -> None:
-    """Stop the shards (each clears its open alerts and publishes what it holds), then
-    the Serve application; for taking the whole cluster down."""
+    """Take the whole cluster down: the front stops supervising, the shards stop (each
+    clears its open alerts and publishes what it holds), the senders deliver what is in
+    the alerts stream (within ``timeout_s``; what is left stays for the next start), then
+    the Serve application goes."""
     namespace = config.cluster.namespace
+    front = None
+    with contextlib.suppress(Exception):
+        front = serve.get_app_handle(APP)
+        front.pause.remote().result(timeout_s=10)
     shards = []
     for index in range(config.cluster.shards):
         try:
@@ -99,6 +105,9 @@ def stop(config: ServiceConfig, timeout_s: float = 30.0) -> None:
         ray.get([s.stop.remote() for s in shards], timeout=timeout_s)
     for shard in shards:
         ray.kill(shard, no_restart=True)
-    with contextlib.suppress(Exception):
-        serve.get_app_handle(APP).close.remote().result(timeout_s=10)
+    if front is not None:
+        with contextlib.suppress(Exception):
+            front.drain.remote(timeout_s / 2).result(timeout_s=timeout_s)
+        with contextlib.suppress(Exception):
+            front.close.remote().result(timeout_s=10)
     serve.delete(APP)
