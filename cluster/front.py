@@ -232,14 +232,8 @@ async def list_streams(request: web.Request) -> web.Response:
 
 async def add_stream(request: web.Request) -> web.Response:
     front = _front(request)
-    body = await api._json_body(request)
-    url, name = body.get("url"), body.get("name")
-    unknown = set(body) - {"url", "name"}
-    if unknown:
-        raise web.HTTPBadRequest(text=f"unknown fields: {', '.join(sorted(unknown))}")
-    if not isinstance(url, str) or not url:
-        raise web.HTTPBadRequest(text='"url" is required and must be a string')
-    if name is not None and (not isinstance(name, str) or not STREAM_NAME.match(name)):
+    url, name = await api.new_stream_request(request)
+    if name is not None and not STREAM_NAME.match(name):
         raise web.HTTPBadRequest(
             text='"name" must be 1-64 letters, digits, ".", "_" or "-", '
             "starting with a letter or digit"

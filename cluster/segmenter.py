@@ -30,11 +30,10 @@ from fakewatch.cluster.state import ClusterState, connect
 from fakewatch.cluster.targets import MetricsEndpoint
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.defaults import default_bundle_path, installed_version
-from fakewatch.engines.runtimes import open_engine
-from fakewatch.stream.batcher import LocalSegmenter
 from fakewatch.stream.config import ServiceConfig
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, log
 from fakewatch.stream.metrics import PipelineMetrics
+from fakewatch.stream.service import open_local_segmenter
 
 logger = logging.getLogger(f"{LOGGER_NAME}.cluster.segmenter")
 
@@ -61,14 +60,8 @@ class SegmenterDeployment:
         batched.set_max_batch_size(cluster.segmenter_max_batch)
         batched.set_batch_wait_timeout_s(cluster.segmenter_wait_ms / 1000)
         bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
-        engine = open_engine(
-            bundle,
-            config.engine.backend,
-            config.engine.device,
-            config.engine.precision,
-            threads=config.engine.threads,
-        )
-        self.local = LocalSegmenter(engine)
+        self.local = open_local_segmenter(config, bundle)
+        engine = self.local.engine
         size = bundle.spec.input_size
         self.local.segment(np.zeros((1, size, size, 3), np.uint8))  # warm-up
         self.metrics = PipelineMetrics()

@@ -137,7 +137,8 @@ async def list_streams(request: web.Request) -> web.Response:
     return web.json_response({"streams": streams})
 
 
-async def add_stream(request: web.Request) -> web.Response:
+async def new_stream_request(request: web.Request) -> tuple[str, str | None]:
+    """The ``url`` and ``name`` of a request to add a stream (400 when malformed)."""
     body = await _json_body(request)
     url, name = body.get("url"), body.get("name")
     unknown = set(body) - {"url", "name"}
@@ -147,6 +148,11 @@ async def add_stream(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text='"url" is required and must be a string')
     if name is not None and not isinstance(name, str):
         raise web.HTTPBadRequest(text='"name" must be a string')
+    return url, name
+
+
+async def add_stream(request: web.Request) -> web.Response:
+    url, name = await new_stream_request(request)
     try:
         state = await _pipeline(request).add_url(url, name)
     except StreamLimitError as exc:

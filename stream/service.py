@@ -68,6 +68,18 @@ def vote_thresholds(bundle: EngineBundle, vote: VoteConfig) -> Thresholds:
     )
 
 
+def open_local_segmenter(config: ServiceConfig, bundle: EngineBundle) -> LocalSegmenter:
+    """The bundle's engine in this process, with the configured backend and precision."""
+    engine = open_engine(
+        bundle,
+        config.engine.backend,
+        config.engine.device,
+        config.engine.precision,
+        threads=config.engine.threads,
+    )
+    return LocalSegmenter(engine)
+
+
 def open_pipeline(
     config: ServiceConfig,
     sinks: list[EventSink] | None = None,
@@ -88,14 +100,7 @@ def open_pipeline(
     analysis, limits = config.analysis, config.limits
 
     def open_local() -> LocalSegmenter:
-        engine = open_engine(
-            bundle,
-            config.engine.backend,
-            config.engine.device,
-            config.engine.precision,
-            threads=config.engine.threads,
-        )
-        return LocalSegmenter(engine)
+        return open_local_segmenter(config, bundle)
 
     def open_segmenter() -> Segmenter:
         segmenter: Segmenter = remote_segmenter() if remote_segmenter else open_local()
