@@ -9,6 +9,12 @@ from typing import NoReturn
 import numpy as np
 import pytest
 
+# A Ray API called while no cluster is connected must fail, not start a local cluster of
+# its own: a Serve handle left from a cluster test calls Ray from a background thread
+# after that test's cluster was shut down, and such a stray cluster would break the next
+# ray.init and print into other tests' output. Read by Ray when it is first imported.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
