@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -173,6 +174,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         if args.local and ray.is_initialized():
+            from ray import serve
+
+            with contextlib.suppress(Exception):
+                serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
         if redis_process is not None:
             redis_process.terminate()

@@ -220,6 +220,7 @@ def cluster_overrides(
         "cluster.shards": shards,
         "cluster.segmenter_max_replicas": 1,
         "cluster.alert_claim_idle_s": 2.0,
+        "limits.max_streams": 64,
         "sources.allow_local_files": True,
         "sources.loop_files": True,
         "evidence.folder": str(folder / "evidence"),

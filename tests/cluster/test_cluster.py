@@ -57,6 +57,8 @@ def cluster(
     receiver: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalCluster]:
+    from ray import serve
+
     from fakewatch.cluster import launch
 
     flush(redis_url)
@@ -77,6 +79,7 @@ def cluster(
         yield LocalCluster(ray_module, config, url)
         launch.stop(config)
     finally:
+        serve.shutdown()  # also ends this driver's handles and their background tasks
         ray_module.shutdown()
 
 
@@ -173,6 +176,7 @@ def test_api_changes_while_a_shard_restarts_are_not_lost(
     api(cluster.url, "DELETE", f"/api/streams/{streams[1]}")
     added: list[str] = []
     while not any(shard_of(k, SHARDS) == index for k in added):
+        assert len(added) < 40, "no new stream hashed to the restarting shard"
         body = {"url": str(demo_clip), "name": f"late-{len(added)}"}
         added.append(api(cluster.url, "POST", "/api/streams", body)["id"])
     desired = (set(streams) - {streams[1]}) | set(added)

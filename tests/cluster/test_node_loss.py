@@ -11,6 +11,7 @@ with its saved vote window: the alert goes on, and the receiver gets exactly one
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def test_a_lost_node_s_streams_resume_on_another_and_alert_once(
     swap_clip: Path,
     tmp_path: Path,
 ) -> None:
+    from ray import serve
     from ray.cluster_utils import Cluster
 
     from fakewatch.cluster import launch
@@ -92,5 +94,7 @@ def test_a_lost_node_s_streams_resume_on_another_and_alert_once(
         assert all(d["ok"] for d in receiver.of("deepfake.suspected", "swap"))
         launch.stop(config)
     finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()  # also ends this driver's handles and their background tasks
         ray.shutdown()
         cluster.shutdown()
