@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fakewatch.cli.serve_command import build_config
+from fakewatch.cli.serve_command import add_service_options, build_config
 
 
 def register(commands: Any) -> None:
@@ -34,18 +34,8 @@ def register(commands: Any) -> None:
     where = up.add_mutually_exclusive_group(required=True)
     where.add_argument("--local", action="store_true", help="a Ray cluster on this machine")
     where.add_argument("--address", help="a running Ray cluster (e.g. auto, or HOST:6379)")
-    up.add_argument("--config", type=Path, default=None, help="YAML configuration file")
-    up.add_argument("--host", default=None, help="API listen address (overrides the config)")
-    up.add_argument("--port", type=int, default=None, help="API port (overrides the config)")
+    add_service_options(up)
     up.add_argument("--shards", type=int, default=None, help="stream shards (cluster.shards)")
-    up.add_argument(
-        "--stream",
-        action="append",
-        default=[],
-        metavar="NAME=URL",
-        help="watch this stream (repeatable; kept in Redis across restarts)",
-    )
-    up.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
     up.add_argument(
         "--duration", type=float, default=None, help="--local: stop after this many seconds"
     )

@@ -8,22 +8,27 @@ from pathlib import Path
 from typing import Any
 
 
-def register(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="run the streaming service")
-    serve.add_argument("--config", type=Path, default=None, help="YAML configuration file")
-    serve.add_argument(
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``serve`` and ``cluster up`` share; :func:`build_config` reads them."""
+    parser.add_argument("--config", type=Path, default=None, help="YAML configuration file")
+    parser.add_argument(
         "--engine", type=Path, default=None, help="bundle folder (default: the shipped one)"
     )
-    serve.add_argument("--host", default=None, help="listen address (overrides the config)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (overrides the config)")
-    serve.add_argument(
+    parser.add_argument("--host", default=None, help="listen address (overrides the config)")
+    parser.add_argument("--port", type=int, default=None, help="listen port (overrides the config)")
+    parser.add_argument(
         "--stream",
         action="append",
         default=[],
         metavar="NAME=URL",
         help="watch this stream from the start (repeatable)",
     )
-    serve.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+    parser.add_argument("--json-logs", action="store_true", help="one JSON object per log line")
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the streaming service")
+    add_service_options(serve)
     serve.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     serve.add_argument(
         "--print-config",

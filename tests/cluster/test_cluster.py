@@ -224,20 +224,10 @@ def test_prometheus_scrapes_every_shard_and_the_cluster_views_have_data(
     import urllib.parse
     import urllib.request
 
-    import yaml
+    from tests.deploy.dashboard import STREAM, cluster_queries, load_dashboard
+    from tests.deploy.test_prometheus import cluster_scrape_config, prometheus_server
 
-    from tests.deploy.dashboard import PROMETHEUS_DIR, STREAM, cluster_queries, load_dashboard
-    from tests.deploy.test_prometheus import prometheus_server
-
-    front = cluster.url.removeprefix("http://")
-    config = yaml.safe_load((PROMETHEUS_DIR / "cluster.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
-    (job,) = config["scrape_configs"]
-    job["static_configs"][0]["targets"] = [front]
-    job["http_sd_configs"] = [{"url": f"{cluster.url}/cluster/targets", "refresh_interval": "1s"}]
-    path = tmp_path / "cluster.yml"
-    path.write_text(yaml.safe_dump(config))
+    path = cluster_scrape_config(cluster.url.removeprefix("http://"), tmp_path)
     stream = api(cluster.url, "POST", "/api/streams", {"url": str(demo_clip), "name": STREAM})
     queries = cluster_queries(load_dashboard())
     assert queries
