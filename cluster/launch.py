@@ -66,7 +66,7 @@ def build(args: dict[str, Any]) -> Application:
 def start(config: ServiceConfig, timeout_s: float = 120.0) -> tuple[DeploymentHandle[Any], str]:
     """Deploy the application on the connected Ray cluster; the front's handle and URL
     once it listens and every shard is ready."""
-    serve.start(http_options={"location": "NoServer"})
+    serve.start(proxy_location="Disabled")
     handle: DeploymentHandle[Any] = serve.run(
         build_application(config), name=APP, route_prefix=None, blocking=False
     )
