@@ -735,10 +735,6 @@ class Pipeline:
         if decision is Decision.SUSPECTED:
             kind = EventType.SUSPECTED
             evidence = peak.evidence if peak else None
-            if evidence is None:  # entries restored from a checkpoint carry no frames
-                with_frames = [e for e in entries if e.evidence is not None]
-                if with_frames:
-                    evidence = max(with_frames, key=lambda e: e.score).evidence
             detail = f"window score {window.score:.3f} >= {vote.enter:.3f}"
         else:
             kind = EventType.CLEARED

@@ -72,7 +72,8 @@ class SlidingWindowVote(Generic[E]):
 
     @property
     def peak(self) -> Entry[E] | None:
-        """The entry with the highest score in the window."""
+        """The entry with the highest score in the window, among those added since the
+        last :meth:`restore` (restored entries have no evidence to show)."""
         return self._peaks[0] if self._peaks else None
 
     def add(self, time: float, score: float, evidence: E | None = None) -> Decision | None:
@@ -97,12 +98,15 @@ class SlidingWindowVote(Generic[E]):
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Take the state :meth:`checkpoint` gave (restored entries have no evidence);
-        entries beyond the window's length are dropped, the oldest first."""
+        """Take the state :meth:`checkpoint` gave; entries beyond the window's length are
+        dropped, the oldest first. Restored entries count in the score but have no
+        evidence, so none of them becomes the :attr:`peak`."""
         self._entries.clear()
         self._peaks.clear()
         for time, score in state.get("entries", []):
-            self.add(float(time), float(score))
+            self._entries.append(Entry(float(time), float(score), None))
+            while len(self._entries) > self.window_frames:
+                self._pop()
         self.alerting = bool(state.get("alerting", False))
         self.last_change = state.get("last_change")
         quiet = state.get("quiet_until")

@@ -51,6 +51,18 @@ def test_peak_is_the_highest_frame_still_in_the_window() -> None:
     assert v.peak is not None and v.peak.evidence == "c"
 
 
+def test_a_restored_window_scores_but_its_peak_is_a_frame_added_since() -> None:
+    v = vote(window_frames=3)
+    for t, score in enumerate([0.9, 0.95, 0.5]):
+        v.add(float(t), score, f"frame {t}")
+    again = vote(window_frames=3)
+    again.restore(v.checkpoint())
+    assert again.score == v.score and again.peak is None
+    again.add(3.0, 0.7, "new")  # the oldest restored entry leaves; 0.95 stays, framelessly
+    assert again.score == pytest.approx((0.95 + 0.5 + 0.7) / 3)
+    assert again.peak is not None and again.peak.evidence == "new"
+
+
 def test_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="exit threshold"):
         SlidingWindowVote(enter=0.5, exit=0.7)
