@@ -99,12 +99,16 @@ def open_pipeline(
     bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
     analysis, limits = config.analysis, config.limits
 
-    def open_local() -> LocalSegmenter:
+    def open_unwrapped() -> Segmenter:
+        if remote_segmenter is not None:
+            return remote_segmenter()
         return open_local_segmenter(config, bundle)
 
-    def open_segmenter() -> Segmenter:
-        segmenter: Segmenter = remote_segmenter() if remote_segmenter else open_local()
+    def wrap(segmenter: Segmenter) -> Segmenter:
         return wrap_segmenter(segmenter) if wrap_segmenter is not None else segmenter
+
+    def open_segmenter() -> Segmenter:
+        return wrap(open_unwrapped())
 
     def open_detector() -> FaceDetector:
         detector: FaceDetector = RetinaFaceDetector(
@@ -115,10 +119,10 @@ def open_pipeline(
         )
         return wrap_detector(detector) if wrap_detector is not None else detector
 
-    local = open_local() if remote_segmenter is None else None
+    first = open_unwrapped()
     pipeline = Pipeline(
         config,
-        open_segmenter() if local is None else wrap_segmenter(local) if wrap_segmenter else local,
+        wrap(first),
         open_detector(),
         bundle.spec.input_size,
         bundle.spec.crop_margin,
@@ -128,11 +132,9 @@ def open_pipeline(
         segmenter_factory=open_segmenter,
         detector_factory=open_detector,
     )
-    label, backend = (
-        ("remote", "remote")
-        if local is None
-        else (local.engine.info.label, local.engine.info.backend)
-    )
+    label, backend = ("remote", "remote")
+    if isinstance(first, LocalSegmenter):
+        label, backend = first.engine.info.label, first.engine.info.backend
     pipeline.metrics.info.info(
         {
             "version": installed_version(),
