@@ -56,9 +56,6 @@ FRONT_RESOURCE = "fakewatch_front"
 SHARD_RESOURCE = "stream_slots"
 SUPERVISE_EVERY_S = 1.0
 
-STATE = web.AppKey("cluster_state", ClusterState)
-FRONT = web.AppKey("front", object)
-
 
 def shard_actor(config: ServiceConfig, index: int) -> ActorHandle[Any]:
     """The shard actor ``shard-<index>``, created (detached, restarted without end) if it
@@ -116,6 +113,8 @@ class FrontState:
         consumer = f"front-{socket.gethostname()}-{os.getpid()}"
         self.sender = AlertSender(self.state, sinks, consumer, cluster.alert_claim_idle_s)
         self.shards: dict[int, ActorHandle[Any]] = {}
+        self.ask_timeout_s = min(2.0, cluster.call_timeout_s)
+        """How long a shard may take to answer a ping or a request for its streams."""
         self.pings: dict[int, dict[str, Any]] = {}
         self.redis_ok = False
 
@@ -130,7 +129,7 @@ class FrontState:
                             shard_actor, self.config, index
                         )
                 await self._ping_all()
-                self.desired_gauge.set(len(await self.state.redis.hkeys(self.state.key("streams"))))
+                self.desired_gauge.set(await self.state.redis.hlen(self.state.key("streams")))
                 pending = await self.state.redis.xpending(self.state.key("alerts"), GROUP)
                 self.pending_gauge.set(pending["pending"])
                 self.redis_ok = True
@@ -141,11 +140,9 @@ class FrontState:
             await asyncio.sleep(SUPERVISE_EVERY_S)
 
     async def _ping_all(self) -> None:
-        timeout = min(2.0, self.config.cluster.call_timeout_s)
-
         async def ping(index: int, shard: ActorHandle[Any]) -> None:
             try:
-                self.pings[index] = await asyncio.wait_for(shard.ping.remote(), timeout)
+                self.pings[index] = await asyncio.wait_for(shard.ping.remote(), self.ask_timeout_s)
             except ray.exceptions.ActorDiedError as error:  # killed for good: create it again
                 self.shards.pop(index, None)
                 self.pings[index] = {"shard": index, "ready": False, "error": describe_error(error)}
@@ -176,10 +173,9 @@ class FrontState:
         shard = self.shards.get(stream.shard)
         if shard is None:
             return None
-        timeout = min(2.0, self.config.cluster.call_timeout_s)
         try:
             snapshot: dict[str, Any] | None = await asyncio.wait_for(
-                shard.snapshot.remote(stream.id), timeout
+                shard.snapshot.remote(stream.id), self.ask_timeout_s
             )
         except Exception:
             return None
@@ -187,12 +183,11 @@ class FrontState:
 
     async def snapshots(self) -> dict[str, dict[str, Any]]:
         """What every shard that answers in time reports, by stream id."""
-        timeout = min(2.0, self.config.cluster.call_timeout_s)
 
         async def ask(shard: ActorHandle[Any]) -> list[dict[str, Any]]:
             try:
                 found: list[dict[str, Any]] = await asyncio.wait_for(
-                    shard.snapshots.remote(), timeout
+                    shard.snapshots.remote(), self.ask_timeout_s
                 )
             except Exception:
                 return []
@@ -200,6 +195,9 @@ class FrontState:
 
         lists = await asyncio.gather(*(ask(s) for s in self.shards.values()))
         return {s["id"]: s for found in lists for s in found}
+
+
+FRONT = web.AppKey("front", FrontState)
 
 
 def starting(stream: DesiredStream) -> dict[str, Any]:
@@ -217,21 +215,15 @@ def starting(stream: DesiredStream) -> dict[str, Any]:
     }
 
 
-def _front(request: web.Request) -> FrontState:
-    front = request.app[FRONT]
-    assert isinstance(front, FrontState)
-    return front
-
-
 async def list_streams(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     desired, reported = await asyncio.gather(front.state.streams(), front.snapshots())
     streams = [reported.get(s.id) or starting(s) for s in desired]
     return web.json_response({"streams": streams})
 
 
 async def add_stream(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     url, name = await api.new_stream_request(request)
     if name is not None and not STREAM_NAME.match(name):
         raise web.HTTPBadRequest(
@@ -257,7 +249,7 @@ async def add_stream(request: web.Request) -> web.Response:
 
 
 async def get_stream(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     stream = await front.state.find(request.match_info["id"])
     if stream is None:
         return api.error(404, f"no stream {request.match_info['id']!r}")
@@ -265,7 +257,7 @@ async def get_stream(request: web.Request) -> web.Response:
 
 
 async def delete_stream(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     stream = await front.state.find(request.match_info["id"])
     if stream is None:
         return api.error(404, f"no stream {request.match_info['id']!r}")
@@ -284,7 +276,7 @@ async def no_webrtc(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     reason = front.not_ready_reason()
     if reason:
         return api.error(503, reason)
@@ -292,18 +284,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest(_front(request).metrics.registry))
+    response = web.Response(body=generate_latest(request.app[FRONT].metrics.registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 
 
 async def targets(request: web.Request) -> web.Response:
     """Prometheus HTTP service discovery: the shards' and replicas' metrics endpoints."""
-    return web.json_response(await _front(request).state.targets(TARGET_MAX_AGE_S))
+    return web.json_response(await request.app[FRONT].state.targets(TARGET_MAX_AGE_S))
 
 
 async def shards(request: web.Request) -> web.Response:
-    front = _front(request)
+    front = request.app[FRONT]
     return web.json_response({"shards": [front.pings[i] for i in sorted(front.pings)]})
 
 
