@@ -179,20 +179,13 @@ class StreamShard:
     def _window_of(self, stream_id: str) -> dict[str, Any] | None:
         pipeline = self.pipeline
         state = None if pipeline is None else pipeline.streams.get(stream_id)
-        if state is None:
-            return None
-        return {**state.vote.checkpoint(), "saved": time.time()}
+        return None if state is None else saved_window(state)
 
     def _checkpoint(self) -> None:
         pipeline, publisher = self.pipeline, self.publisher
         if pipeline is None or publisher is None:
             return
-        windows: dict[str, dict[str, Any] | None] = {}
-        for stream_id in pipeline.streams:
-            window = self._window_of(stream_id)
-            if window is not None:
-                windows[stream_id] = window
-        publisher.checkpoint(windows)
+        publisher.checkpoint({k: saved_window(s) for k, s in pipeline.streams.items()})
 
     def _open(self) -> Pipeline:
         cluster = self.config.cluster
@@ -251,6 +244,11 @@ class StreamShard:
         finally:
             announcing.cancel()
             endpoint.close()
+
+
+def saved_window(state: StreamState) -> dict[str, Any]:
+    """A stream's vote window as a checkpoint, with the time it was taken."""
+    return {**state.vote.checkpoint(), "saved": time.time()}
 
 
 def shifted(window: dict[str, Any], gap: float) -> dict[str, Any]:

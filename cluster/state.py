@@ -57,14 +57,7 @@ class DesiredStream:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DesiredStream:
-        data = json.loads(text)
-        return cls(
-            id=data["id"],
-            name=data["name"],
-            url=data["url"],
-            shard=int(data["shard"]),
-            created=float(data["created"]),
-        )
+        return cls(**json.loads(text))
 
 
 def connect(config: ClusterConfig) -> aioredis.Redis:
