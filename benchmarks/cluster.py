@@ -563,7 +563,8 @@ def run_all(args: argparse.Namespace) -> int:
     lost = None
     with tempfile.TemporaryDirectory(prefix="fakewatch-cluster-bench-") as tmp:
         results = [single_run(clip, Path(tmp, "single"), args)]
-        redis, redis_url = start_redis(Path(tmp))  # after the single run: not in its tree
+        # started after the single run, so not in its process tree
+        redis, redis_url = start_redis(Path(tmp), persist=False)
         try:
             local, kills = local_run(clip, redis_url, Path(tmp, "local"), args)
             results.append(local)

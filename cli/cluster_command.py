@@ -68,21 +68,25 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``redis-server`` on a free loopback port, persisting to ``folder``."""
+def start_redis(
+    folder: Path, port: int | None = None, persist: bool = True
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` on ``port`` (a free one by default) of the loopback interface,
+    with its files in ``folder`` (an append-only log when ``persist``); its URL once it
+    answers."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ValueError(
             "no Redis answers at cluster.redis_url and redis-server is not installed "
             "(Debian: apt install redis-server), or set cluster.redis_url"
         )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    command += ["--save", "", "--appendonly", "yes" if persist else "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not redis_answers(url, 0.2):
@@ -103,12 +107,8 @@ def add_streams(config: Any, entries: list[dict[str, str]]) -> None:
         state = ClusterState(client, config.cluster)
         try:
             for entry in entries:
-                if await state.find(entry["name"]) is not None:
-                    continue
-                try:
+                with contextlib.suppress(StreamNameError):  # there from an earlier start
                     await state.add(entry["name"], entry["url"], config.limits.max_streams)
-                except StreamNameError:
-                    continue
         finally:
             await client.aclose()
 

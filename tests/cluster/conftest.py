@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import base64
 import collections
-import hashlib
-import hmac
 import json
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +21,8 @@ from typing import Any
 
 import av
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.conftest import missing
 
@@ -63,44 +62,17 @@ def ray_module() -> Any:
 
 
 class RedisServer:
-    """``redis-server`` on a loopback port, without persistence."""
+    """``redis-server`` on a loopback port, without persistence (``fakewatch cluster up
+    --local`` starts it the same way)."""
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        from fakewatch.cli.cluster_command import start_redis
+
+        if shutil.which("redis-server") is None:
             missing(
                 "the cluster tests", "redis-server is not installed: apt-get install redis-server"
             )
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        try:
-            wait_until(answers, 10, "redis-server answers")
-        finally:
-            client.close()
+        self.process, self.url = start_redis(folder, port, persist=False)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -155,25 +127,26 @@ def demo_clip() -> Path:
 
 
 class WebhookReceiver:
-    """An HTTP server that verifies each delivery's signature and keeps what came."""
+    """An HTTP server that verifies each delivery's signature and keeps what came (a
+    thread, for the cluster tests' synchronous Ray driver; tests/stream/test_webhooks.py
+    has the asyncio one)."""
 
     def __init__(self) -> None:
         self.deliveries: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         receiver = self
+        verifier = Webhook(SECRET)  # the Standard Webhooks reference library
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 message_id = self.headers.get("webhook-id", "")
-                stamp = self.headers.get("webhook-timestamp", "")
-                key = base64.b64decode(SECRET.removeprefix("whsec_"))
-                signed = f"{message_id}.{stamp}.{body.decode()}".encode()
-                expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
-                given = [
-                    s.split(",", 1)[1] for s in self.headers.get("webhook-signature", "").split()
-                ]
-                ok = any(hmac.compare_digest(expected.decode(), g) for g in given)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    verifier.verify(body, headers)
+                    ok = True
+                except WebhookVerificationError:
+                    ok = False
                 with receiver.lock:
                     receiver.deliveries.append({"id": message_id, "ok": ok, **json.loads(body)})
                 self.send_response(204 if ok else 400)
