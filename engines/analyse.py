@@ -16,7 +16,6 @@ from fakewatch.engines.crop import Box, crop_face
 from fakewatch.engines.faces import FaceDetector
 from fakewatch.engines.media import Frame
 from fakewatch.engines.runtimes.base import Engine
-from fakewatch.engines.scoring import score_masks
 
 
 @dataclass
@@ -93,9 +92,7 @@ class FaceAnalyser:
         if crops:
             batch = np.stack(crops)
             masks = self.engine.infer_batches(batch)
-            scores, areas = score_masks(
-                masks, self._margin, self._scoring.top_fraction, self._scoring.area_threshold
-            )
+            scores, areas = self._scoring.score(masks, self._margin)
             faces = [face for _, result in pending for face in result.faces]
             for i, face in enumerate(faces):
                 face.score, face.area = float(scores[i]), float(areas[i])

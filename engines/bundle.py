@@ -21,12 +21,18 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fakewatch.engines.defaults import installed_version
-from fakewatch.engines.scoring import DEFAULT_AREA_THRESHOLD, DEFAULT_TOP_FRACTION
+from fakewatch.engines.scoring import (
+    DEFAULT_AREA_THRESHOLD,
+    DEFAULT_RING,
+    DEFAULT_TOP_FRACTION,
+    score_masks,
+)
 from fakewatch.engines.spec import ModelSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -77,6 +83,25 @@ class Scoring(BaseModel):
 
     top_fraction: float = Field(DEFAULT_TOP_FRACTION, gt=0.0, le=1.0)
     area_threshold: float = Field(DEFAULT_AREA_THRESHOLD, gt=0.0, lt=1.0)
+    rule: Literal["top", "contrast"] = Field(
+        "top", description="top: the face's top fraction; contrast: minus the ring's"
+    )
+    ring: tuple[float, float] = Field(
+        DEFAULT_RING, description="the contrast ring's inner and outer radius (face radii)"
+    )
+
+    @field_validator("ring")
+    @classmethod
+    def _ordered_ring(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 1.0 <= value[0] < value[1] <= 2.0:
+            raise ValueError(f"ring must satisfy 1 <= inner < outer <= 2, got {value}")
+        return value
+
+    def score(self, masks: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and areas of masks ``(N, S, S)`` by this bundle's rule."""
+        return score_masks(
+            masks, margin, self.top_fraction, self.area_threshold, self.rule, self.ring
+        )
 
 
 class PrecisionCheck(BaseModel):
@@ -105,6 +130,9 @@ class Provenance(BaseModel):
     data: list[str] = Field(default_factory=list)
     recipe: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    initialisation: dict[str, Any] = Field(
+        default_factory=dict, description="where the encoder's starting weights came from"
+    )
 
 
 class Manifest(BaseModel):

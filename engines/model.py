@@ -23,7 +23,9 @@ class FrameClassifier(nn.Module):
         super().__init__()
         from segmentation_models_pytorch.encoders import get_encoder
 
-        self.encoder = get_encoder(spec.encoder, depth=spec.encoder_depth, weights=None)
+        self.encoder = get_encoder(
+            spec.encoder, depth=spec.encoder_depth, weights=None, **encoder_options(spec)
+        )
         self.dropout = nn.Dropout(0.2)
         self.head = nn.Linear(self.encoder.out_channels[-1], 1)
 
@@ -32,6 +34,11 @@ class FrameClassifier(nn.Module):
         pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1)
         out: torch.Tensor = self.head(self.dropout(pooled))
         return out  # (N, 1)
+
+
+def encoder_options(spec: ModelSpec) -> dict[str, str]:
+    """Extra keyword arguments the spec's encoder is built with."""
+    return {"pad_type": "same"} if spec.same_padding else {}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -52,7 +59,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
             encoder_weights=None,
             decoder_channels=list(spec.decoder_channels),
             in_channels=3,
-            classes=1,
+            classes=2 if spec.boundary_head else 1,
+            **encoder_options(spec),
         )
     except KeyError as error:
         raise ValueError(
@@ -70,13 +78,18 @@ class DeployedSegmenter(nn.Module):
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0))
 
-    def logits(self, crops: torch.Tensor) -> torch.Tensor:
-        """What training puts its loss on: per-pixel ``(N, S, S)`` or per-crop ``(N,)``."""
+    def outputs(self, crops: torch.Tensor) -> torch.Tensor:
+        """Every output channel: ``(N, C, S, S)`` logits (mask, then the blend boundary
+        with ``spec.boundary_head``) or ``(N, 1)`` for a classifier."""
         mean = self.get_buffer("mean")
         inv_std = self.get_buffer("inv_std")
         x = (crops.permute(0, 3, 1, 2).to(mean.dtype) - mean) * inv_std
         out: torch.Tensor = self.network(x)
-        return out[:, 0]
+        return out
+
+    def logits(self, crops: torch.Tensor) -> torch.Tensor:
+        """The mask's logits ``(N, S, S)``, or per crop ``(N,)`` for a classifier."""
+        return self.outputs(crops)[:, 0]
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         probabilities = torch.sigmoid(self.logits(crops).float())

@@ -17,7 +17,6 @@ from fakewatch.engines.crop import crop_face
 from fakewatch.engines.faces import FaceDetector
 from fakewatch.engines.media import is_image, is_video, iter_frames
 from fakewatch.engines.runtimes.base import Engine
-from fakewatch.engines.scoring import score_masks
 
 INT8_FILE = "model.int8.onnx"
 
@@ -70,8 +69,8 @@ def compare(
     actual = candidate.infer_batches(crops, 8)
     margin = reference.bundle.spec.crop_margin
     scoring = reference.bundle.manifest.scoring
-    expected_scores, _ = score_masks(expected, margin, scoring.top_fraction, scoring.area_threshold)
-    actual_scores, _ = score_masks(actual, margin, scoring.top_fraction, scoring.area_threshold)
+    expected_scores, _ = scoring.score(expected, margin)
+    actual_scores, _ = scoring.score(actual, margin)
     diff = np.abs(expected - actual)
     score_diff = float(np.abs(expected_scores - actual_scores).max())
     return PrecisionCheck(

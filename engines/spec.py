@@ -28,8 +28,18 @@ class ModelSpec(BaseModel):
     architecture: Architecture = Field("Unet", description="segmentation-models-pytorch class")
     encoder: str = Field("mobilenet_v2", description="segmentation-models-pytorch encoder name")
     encoder_depth: int = Field(5, ge=3, le=5, description="number of encoder stages")
+    same_padding: bool = Field(
+        False,
+        description="TensorFlow 'SAME' padding in the encoder (timm 'tu-' encoders only), "
+        "which weights trained in Keras or TensorFlow expect",
+    )
     decoder_channels: tuple[int, ...] = Field(
         (128, 64, 32, 16, 16), description="decoder width per stage, one per encoder stage"
+    )
+    boundary_head: bool = Field(
+        False,
+        description="a second output channel trained on the blend boundary (Face X-ray); "
+        "the deployed graph returns the mask channel only",
     )
     input_size: int = Field(224, ge=64, le=1024, description="crop side in pixels")
     crop_margin: float = Field(1.3, ge=1.0, le=3.0, description="face box enlargement")
@@ -56,6 +66,10 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_width_per_stage(self) -> ModelSpec:
+        if self.same_padding and not self.encoder.startswith("tu-"):
+            raise ValueError(
+                f"same_padding needs a timm encoder ('tu-...'), got encoder {self.encoder!r}"
+            )
         if len(self.decoder_channels) != self.encoder_depth:
             raise ValueError(
                 f"decoder_channels has {len(self.decoder_channels)} entries but encoder_depth "

@@ -43,7 +43,9 @@ def astronaut() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut())
 
 
-def make_untrained_bundle(folder: Path, encoder: str = "mobilenet_v2", size: int = 224) -> Path:
+def make_untrained_bundle(
+    folder: Path, encoder: str = "mobilenet_v2", size: int = 224, **spec: object
+) -> Path:
     """A bundle with random weights whose batch-norm statistics were set on sample crops.
 
     Fresh batch-norm statistics make a random network's output nearly constant, which
@@ -59,18 +61,18 @@ def make_untrained_bundle(folder: Path, encoder: str = "mobilenet_v2", size: int
     from fakewatch.engines.spec import ModelSpec
 
     torch.manual_seed(0)
-    spec = ModelSpec(encoder=encoder, input_size=size)
-    network = build_model(spec)
+    model_spec = ModelSpec(encoder=encoder, input_size=size, **spec)  # type: ignore[arg-type]
+    network = build_model(model_spec)
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None
             module.reset_running_stats()
     network.train()
     with torch.no_grad():
-        DeployedSegmenter(network, spec)(torch.from_numpy(sample_crops(size, 16, seed=1)))
+        DeployedSegmenter(network, model_spec)(torch.from_numpy(sample_crops(size, 16, seed=1)))
     network.eval()
     provenance = Provenance(recipe="test: random weights, batch-norm statistics from sample crops")
-    write_bundle(folder, network, spec, name="test-untrained", provenance=provenance)
+    write_bundle(folder, network, model_spec, name="test-untrained", provenance=provenance)
     return folder
 
 

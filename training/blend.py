@@ -11,7 +11,10 @@ source.
 **The target mask is soft.** It is the blend weight divided by the blend ratio, so a
 pixel that is 25 % source in the core of a faint blend still counts fully as
 manipulated, the feathered rim ramps from 1 down to 0, and every pixel outside the mask
-(target 0) is bit-identical to the original. The blurred mask is cut to exactly zero
+(target 0) is bit-identical to the original, unless the change went to the surroundings
+instead (:attr:`BlendConfig.swap_target`): then the face is the original and everything
+outside it changed, and the mask still marks the face, the side of the seam that was
+pasted. The blurred mask is cut to exactly zero
 below :attr:`BlendConfig.mask_floor` (and rescaled so that it stays continuous) because a
 Gaussian's tail would otherwise spread invisible changes over the whole crop.
 
@@ -89,6 +92,11 @@ class BlendConfig:
     seamless_clone: float = 0.35
     """Chance that a cross blend uses Poisson (``cv2.seamlessClone``) instead of the soft
     mask."""
+    swap_target: float = 0.0
+    """Chance that a self-blend's colour and sharpness change is applied to the target
+    (the surroundings) instead of the source (the face), as SBI's source-target
+    transform does: either way the two sides of the seam disagree, so the seam is what
+    gives the blend away, not a processed-looking face."""
 
     def __post_init__(self) -> None:
         if not self.region_weights or min(self.region_weights.values()) < 0:
@@ -100,6 +108,8 @@ class BlendConfig:
             raise ValueError(f"ratios must lie in (0, 1], got {self.ratios}")
         if not 0 <= self.mask_floor < 1:
             raise ValueError(f"mask_floor must lie in [0, 1), got {self.mask_floor}")
+        if not 0 <= self.swap_target <= 1:
+            raise ValueError(f"swap_target must lie in [0, 1], got {self.swap_target}")
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,44 @@ def _outline_from_landmarks(
     return np.concatenate(polygon).astype(np.float32)
 
 
+def _clip_half_plane(
+    polygon: np.ndarray, origin: np.ndarray, normal: np.ndarray, offset: float
+) -> np.ndarray:
+    """The part of a convex polygon where ``(p - origin) . normal >= offset``."""
+    distance = (polygon - origin) @ normal - offset
+    kept: list[np.ndarray] = []
+    for i in range(len(polygon)):
+        a, b = polygon[i], polygon[(i + 1) % len(polygon)]
+        da, db = distance[i], distance[(i + 1) % len(polygon)]
+        if da >= 0:
+            kept.append(a)
+        if (da >= 0) != (db >= 0):
+            kept.append(a + (b - a) * (da / (da - db)))
+    return np.asarray(kept, dtype=np.float32)
+
+
+def _outline_region(
+    outline: np.ndarray, points: np.ndarray, region: Region, rng: np.random.Generator
+) -> np.ndarray:
+    """The chosen part of a face outline (the face mesh's hull): all of it for ``face``
+    and ``hull``, below a line near the nose for ``lower``, above one between the nose and
+    the mouth for ``eyes``; lines run parallel to the eyes."""
+    if region in ("face", "hull"):
+        return outline
+    right_eye, left_eye, nose, mouth_r, mouth_l = points
+    eyes = (right_eye + left_eye) / 2
+    down = (mouth_r + mouth_l) / 2 - eyes
+    height = max(float(np.linalg.norm(down)), 1.0)
+    down = down / height
+    if region == "lower":
+        cut = float((nose - eyes) @ down) / height + rng.uniform(-0.3, 0.05)
+        part = _clip_half_plane(outline, eyes, down, cut * height)
+    else:
+        cut = float((nose - eyes) @ down) / height + rng.uniform(0.05, 0.45)
+        part = _clip_half_plane(outline, eyes, -down, -cut * height)
+    return part if len(part) >= 3 else outline
+
+
 def _outline_from_box(size: int, margin: float, rng: np.random.Generator) -> np.ndarray:
     """The ellipse inscribed in the face box (the central ``1/margin`` of the crop)."""
     centre = np.array([size / 2, size / 2 + rng.uniform(-0.03, 0.05) * size])
@@ -284,6 +332,7 @@ def _region_mask(
     config: BlendConfig,
     margin: float,
     other: np.ndarray | None = None,
+    outline: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     names = list(config.region_weights)
     weights = np.array([config.region_weights[n] for n in names], dtype=np.float64)
@@ -291,6 +340,9 @@ def _region_mask(
     if landmarks is None:
         region = "box"
         polygon = _outline_from_box(size, margin, rng)
+    elif outline is not None:
+        polygon = _outline_region(outline, landmarks, region, rng)
+        region = f"mesh-{region}"
     else:
         polygon = _outline_from_landmarks(landmarks, region, rng, config, other)
     mask, info = _soft_mask(_deform(polygon, rng, config), size, rng, config)
@@ -372,23 +424,28 @@ def self_blend(
     rng: np.random.Generator,
     config: BlendConfig | None = None,
     margin: float = 1.3,
+    outline: np.ndarray | None = None,
 ) -> BlendResult:
     """A self-blended image (SBI): the face pasted onto itself after a subtle change.
 
     ``crop`` is a uint8 RGB ``(S, S, 3)`` crop from
     :func:`fakewatch.engines.crop.crop_face`; ``landmarks`` the five RetinaFace points in
     crop pixels (``FaceCrop.to_crop``), or ``None`` to use the ellipse inside the face box
-    (the central ``1/margin`` of the crop). Returns the blended image and the soft target
-    mask (see the module docstring).
+    (the central ``1/margin`` of the crop); ``outline`` the face's own contour in crop
+    pixels (:class:`fakewatch.training.landmarks.FaceMesh`), which the mask then follows.
+    Returns the blended image and the soft target mask (see the module docstring).
     """
     config = config or BlendConfig()
     size = _crop_side(crop)
     points = _check_landmarks(landmarks)
-    mask, info = _region_mask(size, points, rng, config, margin)
+    contour = None if outline is None else np.asarray(outline, dtype=np.float32)
+    mask, info = _region_mask(size, points, rng, config, margin, outline=contour)
     valid = _valid_area(crop)
 
-    source, colour = _colour_jitter(crop, rng, config)
-    source, sharpness = _sharpness_jitter(source, rng, config)
+    changed, colour = _colour_jitter(crop, rng, config)
+    changed, sharpness = _sharpness_jitter(changed, rng, config)
+    swapped = config.swap_target > 0 and bool(rng.random() < config.swap_target)
+    source, target = (crop, changed) if swapped else (changed, crop)
     cx, cy = _face_centre(size, points)
     sx, sy = rng.uniform(*config.scale, size=2)
     tx, ty = rng.uniform(-config.shift, config.shift, size=2) * size
@@ -407,14 +464,15 @@ def self_blend(
     ratio = float(rng.choice(config.ratios))
     core = (mask > 0.5).astype(np.uint8)
     if cv2.countNonZero(core):
-        difference = float(np.mean(cv2.mean(cv2.absdiff(source, crop), mask=core)[:3]))
+        difference = float(np.mean(cv2.mean(cv2.absdiff(source, target), mask=core)[:3]))
         if difference * ratio < config.min_difference:
             step = round(config.min_difference / ratio - difference + rng.uniform(1, 6))
             step *= int(rng.choice([-1, 1]))
             source = np.clip(source.astype(np.int16) + step, 0, 255).astype(np.uint8)
-    image = _blend(source, crop, mask * ratio)
+    image = _blend(source, target, mask * ratio)
     info.update(
         kind="self",
+        changed="target" if swapped else "source",
         ratio=ratio,
         sharpness=sharpness,
         scale=(round(float(sx), 3), round(float(sy), 3)),

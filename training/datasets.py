@@ -260,14 +260,30 @@ def read_dfdc(root: Path) -> DatasetIndex:
     return DatasetIndex(reals, pairs, dict(skipped))
 
 
+def _original_of(fake: Path, reals: list[Path]) -> Path | None:
+    """The real video a fake was made from: the one of the same name, else the only one
+    whose name starts with the same word (``fake/ghost_elon`` <- ``real/ghost_orig``)."""
+    for real in reals:
+        if real.stem == fake.stem:
+            return real
+    word = fake.stem.split("_")[0]
+    candidates = [real for real in reals if real.stem.split("_")[0] == word]
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def read_pairs_folder(
     root: Path, source: str | None = None, method: str = "live-swap"
 ) -> DatasetIndex:
-    """Pixel-aligned pairs ``real/X.mp4`` + ``fake/X.mp4`` (e.g. recorded live swaps).
+    """Pixel-aligned pairs: ``real/X.mp4`` and the fakes made from it.
 
-    ``source`` defaults to the folder's name. Identity is ``X`` without a trailing
-    ``_N`` clip index (``Keanu_Reeves_0`` -> ``Keanu_Reeves``). Every real file is also
-    listed as real media; fakes without a real counterpart are skipped and counted.
+    A fake pairs with the real video of its own name (``fake/Keanu_Reeves_0.mp4`` with
+    ``real/Keanu_Reeves_0.mp4``), or else with the only real video whose name starts
+    with the same word (``fake/ghost_elon.mp4`` with ``real/ghost_orig.mp4``), so one
+    original may have several fakes. ``source`` defaults to the folder's name. The
+    identity is the fake's name without a trailing ``_N`` clip index
+    (``Keanu_Reeves_0`` -> ``Keanu_Reeves``) when it has its own original, else the
+    original's first word (all fakes of one footage stay together). Every real file is
+    also listed as real media; fakes without an original are skipped and counted.
     """
     root = Path(root)
     real_dir, fake_dir = root / "real", root / "fake"
@@ -278,30 +294,48 @@ def read_pairs_folder(
     def identity(path: Path) -> str:
         return _TRAILING_INDEX.sub("", path.stem)
 
-    reals = [RealMedia(path, source, identity(path)) for path in _media_files(real_dir)]
+    real_files = _media_files(real_dir)
     pairs = []
     skipped: Counter[str] = Counter()
+    shared: dict[Path, str] = {}
     for fake in _media_files(fake_dir):
-        real = real_dir / fake.name
-        if not real.is_file():
+        real = _original_of(fake, real_files)
+        if real is None:
             skipped["missing_original"] += 1
             continue
-        pairs.append(PairedVideo(real, fake, method, source, identity(fake)))
+        if real.stem == fake.stem:
+            name = identity(fake)
+        else:
+            name = shared.setdefault(real, real.stem.split("_")[0])
+        pairs.append(PairedVideo(real, fake, method, source, name))
+    reals = [RealMedia(path, source, shared.get(path, identity(path))) for path in real_files]
     if not pairs and not reals:
         raise ValueError(f"{root}: no images or videos in real/ or fake/")
+    if skipped:
+        log.warning("%s: skipped fakes: %s", root, dict(skipped))
     return DatasetIndex(reals, pairs, dict(skipped))
 
 
-def read_real_folder(root: Path) -> DatasetIndex:
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def read_real_folder(root: Path, naming: str = "source__identity") -> DatasetIndex:
     """Every image and video under ``root`` (recursively) as real media.
 
-    The source is the file name's prefix before ``__`` (``dlib-johns__John_Salley__0001.jpg``
-    comes from ``dlib-johns``), else the parent folder's name. The identity is the middle
-    part of a ``SOURCE__NAME__REST`` name, else the file's stem.
+    With ``naming="source__identity"`` the source is the file name's prefix before
+    ``__`` (``dlib-johns__John_Salley__0001.jpg`` comes from ``dlib-johns``), else the
+    parent folder's name, and the identity is the middle part of a
+    ``SOURCE__NAME__REST`` name, else the file's stem. With ``naming="owner__repo__file"``
+    (files taken from public repositories, ``serengil__deepface__img1.jpg``) the source is
+    the owner and the identity the file part's trailing number when it has one (a
+    dataset's clip id: ``Input_517600055.jpg`` and ``Pose_Source_517600055.mp4`` are one
+    person), else the file part.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder of real faces")
+    if naming not in ("source__identity", "owner__repo__file"):
+        raise ValueError(f"unknown naming {naming!r}")
     reals = []
     for path in sorted(root.rglob("*")):
         if path.name.startswith(".") or not path.is_file():
@@ -310,7 +344,12 @@ def read_real_folder(root: Path) -> DatasetIndex:
             continue
         parts = path.stem.split("__")
         source = parts[0] if len(parts) > 1 else path.parent.name
-        identity = parts[1] if len(parts) > 2 else path.stem
+        if naming == "owner__repo__file":
+            rest = parts[-1]
+            number = _TRAILING_NUMBER.search(rest)
+            identity = number[1] if number else rest
+        else:
+            identity = parts[1] if len(parts) > 2 else path.stem
         reals.append(RealMedia(path, source, identity))
     if not reals:
         raise ValueError(f"{root}: no images or videos found")

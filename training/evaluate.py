@@ -35,7 +35,7 @@ from fakewatch.engines.faces import FaceDetector, default_face_detector
 from fakewatch.engines.media import is_image, iter_frames, read_image
 from fakewatch.engines.runtimes import Engine, open_engine
 from fakewatch.engines.scan import analysis_stride
-from fakewatch.engines.scoring import score_masks
+from fakewatch.training.config import TrainConfig
 from fakewatch.training.datasets import (
     DatasetIndex,
     PairedVideo,
@@ -91,17 +91,22 @@ def detect_layout(path: Path) -> str:
     return "real"
 
 
-def held_out(data: EvaluationData, sources: list[str], identities: list[str]) -> EvaluationData:
-    """Only the media of whole held-out sources or identities (a recipe's validation)."""
+def split_data(config: TrainConfig, part: str) -> EvaluationData:
+    """The media of one part of a recipe's split: ``validation`` (what picks the epoch
+    and calibrates) or ``test`` (reported only), the latter with the recipe's
+    ``test_data`` folders, which are test media whole."""
+    from fakewatch.training.data import read_index, split_of
 
-    def keep(source: str, identity: str) -> bool:
-        return source in sources or identity in identities
-
+    if part not in ("validation", "test"):
+        raise ValueError(f"split part must be validation or test, got {part!r}")
+    index = read_index(config.data)
     index = DatasetIndex(
-        [r for r in data.index.reals if keep(r.source, r.identity)],
-        [p for p in data.index.pairs if keep(p.source, p.identity)],
+        [r for r in index.reals if split_of(r.source, r.identity, config.split, r.split) == part],
+        [p for p in index.pairs if split_of(p.source, p.identity, config.split, p.split) == part],
     )
-    return EvaluationData(index, [e for e in data.examples if keep(e.source, e.image.stem)])
+    if part == "test" and config.test_data:
+        index = index.merge(read_index(config.test_data))
+    return EvaluationData(index)
 
 
 def read_evaluation_data(paths: list[Path], compression: str = "c23") -> EvaluationData:
@@ -137,15 +142,23 @@ class BundleResult:
     frame_labels: list[int] = field(default_factory=list)
     frame_scores: list[float] = field(default_factory=list)
     frame_sources: list[str] = field(default_factory=list)
+    frame_groups: list[str] = field(default_factory=list)
     real_windows: list[float] = field(default_factory=list)
+    real_window_groups: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     pixel: PixelMetrics | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
     grid: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None = None
 
-    def add_frames(self, label: int, source: str, scores: list[float]) -> None:
+    def add_frames(self, label: int, source: str, scores: list[float], group: str) -> None:
         self.frame_labels.extend([label] * len(scores))
         self.frame_scores.extend(scores)
         self.frame_sources.extend([source] * len(scores))
+        self.frame_groups.extend([group] * len(scores))
+
+    def add_real_windows(self, windows: list[float], group: str) -> None:
+        self.real_windows.extend(windows)
+        self.real_window_groups.extend([group] * len(windows))
 
 
 class Evaluator:
@@ -175,6 +188,7 @@ class Evaluator:
         items = list(_media_items(data.index))
         for path, item_label, source in tqdm(items, desc=label, disable=not progress, unit="file"):
             self._media(result, path, item_label, source)
+        result.pairs = [(str(pair.fake), str(pair.real)) for pair in data.index.pairs]
         segments = self.engine.bundle.spec.head == "segmentation"
         if data.index.pairs and segments:  # a classifier's flat mask has no pixel accuracy
             self._pixels(result, data.index.pairs)
@@ -189,14 +203,14 @@ class Evaluator:
             for _, frame in self.analyser.analyse(iter_frames(path, every, self.max_frames))
             if frame.score is not None
         ]
-        result.add_frames(label, source, scores)
+        result.add_frames(label, source, scores, str(path))
         if is_image(path):
             if label == 0:
-                result.real_windows.extend(scores)
+                result.add_real_windows(scores, str(path))
             return
         result.videos.append(VideoScores(str(path), label, source, scores))
         if label == 0:
-            result.real_windows.extend(window_scores(scores, self.window).tolist())
+            result.add_real_windows(window_scores(scores, self.window).tolist(), str(path))
 
     def _pixels(self, result: BundleResult, pairs: list[PairedVideo]) -> None:
         spec = self.engine.bundle.spec
@@ -215,7 +229,7 @@ class Evaluator:
         predictions = self.engine.infer_batches(batch, 8)
         truth = np.stack(truths)
         result.pixel = pixel_iou_dice(predictions, truth)
-        scores, _ = score_masks(predictions, spec.crop_margin)
+        scores, _ = self.engine.bundle.manifest.scoring.score(predictions, spec.crop_margin)
         titles = [f"fake {s:.2f}" for s in scores]
         keep = np.linspace(0, len(batch) - 1, min(16, len(batch))).astype(int)
         result.grid = (batch[keep], predictions[keep], truth[keep], [titles[i] for i in keep])
@@ -239,7 +253,7 @@ class Evaluator:
         )
         predicted = self.engine.infer(crop[None])
         pixel = pixel_iou_dice(predicted, (truth > 0)[None])
-        score, area = score_masks(predicted, spec.crop_margin)
+        score, area = self.engine.bundle.manifest.scoring.score(predicted, spec.crop_margin)
         measured = truth.any() and spec.head == "segmentation"
         record |= {
             "manipulated": bool(truth.any()),
@@ -280,13 +294,32 @@ def summarise(result: BundleResult, threshold: float, window: int) -> dict[str, 
     """The JSON-able measurements of one bundle."""
     labels = np.asarray(result.frame_labels, dtype=int)
     scores = np.asarray(result.frame_scores, dtype=float)
-    frame: BinaryMetrics = binary_metrics(labels, scores, threshold)
+    groups = np.asarray(result.frame_groups, dtype=str)
+    frame: BinaryMetrics = binary_metrics(labels, scores, threshold, groups=groups)
     video = video_metrics(result.videos, window, threshold) if result.videos else None
     sources = by_source(labels, scores, result.frame_sources, threshold) if len(labels) else {}
     video_by_source: dict[str, Any] = {}
     for source in sorted({v.source for v in result.videos}):
         group = [v for v in result.videos if v.source == source]
         video_by_source[source] = video_metrics(group, window, threshold).to_dict()
+    video_scores = {v.name: _video_score(v, window) for v in result.videos}
+    real_videos = [v for v in result.videos if v.label == 0]
+    families = sorted({v.source for v in result.videos if v.label == 1})
+    video_by_family = {
+        family: video_metrics(
+            real_videos + [v for v in result.videos if v.label == 1 and v.source == family],
+            window,
+            threshold,
+        ).to_dict()
+        for family in families
+    }
+    real_frames = labels == 0
+    frame_by_family = {}
+    for family in sorted({s for s, y in zip(result.frame_sources, labels, strict=True) if y}):
+        keep = real_frames | (np.asarray(result.frame_sources) == family)
+        frame_by_family[family] = binary_metrics(
+            labels[keep], scores[keep], threshold, groups=groups[keep]
+        ).to_dict()
     ious = [e["iou"] for e in result.examples if e.get("iou") is not None]
     return {
         "engine": result.label,
@@ -295,6 +328,8 @@ def summarise(result: BundleResult, threshold: float, window: int) -> dict[str, 
         "frame_by_source": {k: v.to_dict() for k, v in sources.items()},
         "video": None if video is None else video.to_dict(),
         "video_by_source": video_by_source,
+        "frame_by_family": frame_by_family,
+        "video_by_family": video_by_family,
         "videos": [
             {
                 "name": Path(v.name).name,
@@ -305,10 +340,46 @@ def summarise(result: BundleResult, threshold: float, window: int) -> dict[str, 
             }
             for v in result.videos
         ],
+        "real_windows": _window_summary(result, threshold),
+        "pairs_ranked": _pairs_ranked(result.pairs, video_scores),
         "pixel_pairs": None if result.pixel is None else _pixel_summary(result.pixel),
         "examples": result.examples,
         "examples_mean_iou": round(float(np.mean(ious)), 4) if ious else None,
     }
+
+
+def _window_summary(result: BundleResult, threshold: float) -> dict[str, Any] | None:
+    """How many real windows (and photos) reach ``threshold``, with a 95% interval that
+    resamples whole videos."""
+    if not result.real_windows:
+        return None
+    windows = np.asarray(result.real_windows, dtype=float)
+    zeros = np.zeros(len(windows), dtype=int)
+    metrics = binary_metrics(zeros, windows, threshold, groups=result.real_window_groups)
+    return {
+        "n": len(windows),
+        "media": len(set(result.real_window_groups)),
+        "flagged": int(np.sum(windows >= threshold)),
+        "rate": metrics.fpr_at_threshold,
+        "rate_ci": None if metrics.fpr_ci is None else [round(v, 4) for v in metrics.fpr_ci],
+    }
+
+
+def _pairs_ranked(
+    pairs: list[tuple[str, str]], video_scores: dict[str, float | None]
+) -> dict[str, Any] | None:
+    """In how many real/fake pairs the fake video scores above its own original."""
+    compared = [
+        (video_scores[fake], video_scores[real])
+        for fake, real in pairs
+        if video_scores.get(fake) is not None and video_scores.get(real) is not None
+    ]
+    if not compared:
+        return None
+    above = sum(
+        1 for fake, real in compared if fake is not None and real is not None and fake > real
+    )
+    return {"pairs": len(compared), "fake_above_real": above}
 
 
 def _video_score(video: VideoScores, window: int) -> float | None:
@@ -334,27 +405,28 @@ def evaluate(
     window: int = DEFAULT_WINDOW,
     max_frames: int = 150,
     progress: bool = True,
-    holdout: tuple[list[str], list[str]] | None = None,
+    data: EvaluationData | None = None,
+    description: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate one or more bundles on the same data; the first is the one calibrated.
 
-    ``holdout`` (sources, identities) keeps only those media, e.g. a recipe's held-out
-    validation sources.
+    The media are those in ``data_paths`` plus ``data`` (e.g. :func:`split_data`);
+    ``description`` names them in the report and in calibrated thresholds.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = read_evaluation_data(data_paths)
-    if holdout is not None:
-        data = held_out(data, *holdout)
+    found = read_evaluation_data(data_paths)
+    if data is not None:
+        found.index = found.index.merge(data.index)
+        found.examples += data.examples
+    data = found
     if not data.index.reals and not data.index.pairs and not data.examples:
         raise ValueError(f"no media found in {[str(p) for p in data_paths]}")
     detector = default_face_detector()
-    description = ", ".join(str(p) for p in data_paths)
+    description = description or ", ".join(str(p) for p in data_paths)
     report: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": [str(p) for p in data_paths],
-        "held_out_only": None
-        if holdout is None
-        else {"sources": holdout[0], "identities": holdout[1]},
+        "description": description,
         "window": window,
         "bundles": [],
     }

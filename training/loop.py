@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from fakewatch.engines.model import DeployedSegmenter, build_model
 from fakewatch.engines.scoring import DEFAULT_TOP_FRACTION, face_region, score_masks
 from fakewatch.engines.spec import ModelSpec
-from fakewatch.training.config import Optimisation
+from fakewatch.training.config import Initialisation, Optimisation
 
 Sample = tuple[np.ndarray, np.ndarray, float]  # crop uint8 (S,S,3), mask float32 (S,S), label
 
@@ -85,26 +85,48 @@ def learning_rate(step: int, total: int, options: Optimisation) -> float:
 
 
 class SegmentationLoss(nn.Module):
-    """BCE + soft Dice on the mask, plus BCE on the crop's pooled score.
+    """BCE + soft Dice on the mask, plus BCE on the crop's pooled score, plus (with a
+    boundary channel) BCE on the blend boundary.
 
     Dice is taken over the whole batch, so real crops (empty masks) still count through
     their predicted area. The pooled score is the mean of the top 5% of logits inside
     the face region, the same region and fraction as the serving score, so training
-    also optimises the number the decision is made on.
+    also optimises the number the decision is made on. The boundary target is Face
+    X-ray's ``4 m (1 - m)`` of the mask blurred by a 2-pixel Gaussian (so a hard
+    difference mask has a boundary too): 1 on the seam, 0 inside and outside.
     """
 
-    def __init__(self, spec: ModelSpec, dice_weight: float, score_weight: float) -> None:
+    def __init__(
+        self, spec: ModelSpec, dice_weight: float, score_weight: float, boundary_weight: float = 0
+    ) -> None:
         super().__init__()
         region = torch.from_numpy(face_region(spec.input_size, spec.crop_margin).copy())
         self.register_buffer("region", region.flatten())
         self.k = max(1, round(int(region.sum()) * DEFAULT_TOP_FRACTION))
         self.dice_weight = dice_weight
         self.score_weight = score_weight
+        self.boundary_weight = boundary_weight if spec.boundary_head else 0.0
+        radius = 6
+        steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(steps**2) / (2 * 2.0**2))
+        self.register_buffer("blur", (kernel / kernel.sum()).view(1, 1, 1, -1))
+
+    def boundary(self, masks: torch.Tensor) -> torch.Tensor:
+        """The blend-boundary target ``(N, S, S)`` of masks ``(N, S, S)``."""
+        kernel = self.get_buffer("blur")
+        pad = kernel.shape[-1] // 2
+        x = nn.functional.pad(masks[:, None], (pad, pad, 0, 0), mode="replicate")
+        x = nn.functional.conv2d(x, kernel)
+        x = nn.functional.pad(x, (0, 0, pad, pad), mode="replicate")
+        blurred = nn.functional.conv2d(x, kernel.transpose(-1, -2))[:, 0]
+        return (4 * blurred * (1 - blurred)).clamp(0, 1)
 
     def forward(
-        self, logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
+        self, outputs: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
-        logits = logits.float()
+        """``outputs``: logits ``(N, C, S, S)`` (mask, then boundary) or ``(N, S, S)``."""
+        outputs = outputs.float()
+        logits = outputs if outputs.dim() == 3 else outputs[:, 0]
         bce = nn.functional.binary_cross_entropy_with_logits(logits, masks)
         probabilities = torch.sigmoid(logits)
         intersection = (probabilities * masks).sum()
@@ -116,7 +138,27 @@ class SegmentationLoss(nn.Module):
             loss = loss + self.score_weight * nn.functional.binary_cross_entropy_with_logits(
                 pooled, labels
             )
+        if self.boundary_weight and outputs.dim() == 4 and outputs.shape[1] > 1:
+            loss = loss + self.boundary_weight * nn.functional.binary_cross_entropy_with_logits(
+                outputs[:, 1], self.boundary(masks)
+            )
         return loss
+
+
+def encoder_parameters(network: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The network's parameters split into (encoder, the rest)."""
+    encoder = network.get_submodule("encoder")
+    inside = {id(p) for p in encoder.parameters()}
+    rest = [p for p in network.parameters() if id(p) not in inside]
+    return list(encoder.parameters()), rest
+
+
+def freeze_batchnorm_statistics(module: nn.Module) -> None:
+    """Put every BatchNorm of ``module`` in eval mode: its running statistics stay as
+    they are (its scale and shift still learn)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
 
 
 class Trainer:
@@ -129,30 +171,70 @@ class Trainer:
         train_data: Dataset[Sample],
         validation: ValidationSet,
         run_dir: Path,
+        init: Initialisation | None = None,
     ) -> None:
         self.spec, self.options = spec, options
+        self.init = init or Initialisation()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(options.device)
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
-        self.model = DeployedSegmenter(build_model(spec), spec).to(self.device)
+        self.train_data = train_data
+        network = build_model(spec)
+        self.initialisation = self._initialise(network)
+        self.model = DeployedSegmenter(network, spec).to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        encoder, rest = encoder_parameters(self.model.network)
+        scale = self.init.encoder_lr_scale
         self.optimiser = torch.optim.AdamW(
-            self.model.network.parameters(),
+            [{"params": encoder, "lr_scale": scale}, {"params": rest, "lr_scale": 1.0}],
             lr=options.learning_rate,
             weight_decay=options.weight_decay,
         )
-        self.loss = SegmentationLoss(spec, options.dice_weight, options.score_weight).to(
-            self.device
-        )
-        self.train_data = train_data
+        self.loss = SegmentationLoss(
+            spec, options.dice_weight, options.score_weight, options.boundary_weight
+        ).to(self.device)
         self.validation = validation
         self.state = TrainState()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def _initialise(self, network: nn.Module) -> dict[str, object]:
+        """Load the recipe's pretrained encoder weights (if any) into ``network`` and
+        re-estimate the BatchNorm channels they store at zero variance on training
+        crops; returns what was done, for the bundle's provenance."""
+        if self.init.encoder == "none":
+            return {"encoder": "none"}
+        from fakewatch.training.pretrained import (
+            DEFAULT_CACHE,
+            check_spec,
+            encoder_record,
+            load_encoder,
+            reestimate_dead_channels,
+        )
+
+        check_spec(self.spec, self.init.encoder)
+        cache = self.init.weights_cache or DEFAULT_CACHE
+        loaded = load_encoder(network, self.init.encoder, cache)
+        length = len(cast(Sized, self.train_data))
+        crops = np.stack([self.train_data[i][0] for i in range(min(64, length))])
+        probe = DeployedSegmenter(network, self.spec).eval()
+        mean, inv_std = probe.get_buffer("mean"), probe.get_buffer("inv_std")
+        inputs = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - mean) * inv_std
+        repaired = reestimate_dead_channels(
+            network.get_submodule("encoder"), list(torch.split(inputs, 16))
+        )
+        return {
+            "encoder": self.init.encoder,
+            "tensors": len(loaded),
+            "source": encoder_record(self.init.encoder, cache),
+            "reestimated_batchnorm_channels": repaired,
+            "encoder_lr_scale": self.init.encoder_lr_scale,
+            "freeze_encoder_bn": self.init.freeze_encoder_bn,
+        }
 
     def _amp_dtype(self) -> torch.dtype | None:
         if self.device.type != "cuda":
@@ -188,6 +270,8 @@ class Trainer:
                 break
             started = time.perf_counter()
             self.model.train()
+            if self.init.freeze_encoder_bn:
+                freeze_batchnorm_statistics(self.model.network.get_submodule("encoder"))
             losses = []
             bar = tqdm(
                 range(options.steps_per_epoch),
@@ -198,7 +282,7 @@ class Trainer:
             for _ in bar:
                 lr = learning_rate(self.state.step, total, options)
                 for group in self.optimiser.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["lr_scale"]
                 losses.append(self._step(next(batches)))
                 self.state.step += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -223,8 +307,8 @@ class Trainer:
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         ):
-            logits = self.model.logits(crops)
-            loss = self._loss(logits, masks.float(), labels.float())
+            outputs = self.model.outputs(crops)
+            loss = self._loss(outputs, masks.float(), labels.float())
         self.optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.unscale_(self.optimiser)
@@ -234,11 +318,12 @@ class Trainer:
         return float(loss.detach())
 
     def _loss(
-        self, logits: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
+        self, outputs: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
         if self.spec.head == "classification":
+            logits = outputs[:, 0] if outputs.dim() == 2 else outputs
             return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
-        result: torch.Tensor = self.loss(logits, masks, labels)
+        result: torch.Tensor = self.loss(outputs, masks, labels)
         return result
 
     # -- validation -----------------------------------------------------------------------

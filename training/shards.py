@@ -55,6 +55,7 @@ class SampleMeta:
     method: str | None = None
     split: str | None = None
     landmarks: list[list[float]] | None = None  # five points in crop pixels, when known
+    outline: list[list[float]] | None = None  # the face mesh's hull in crop pixels, when made
     position: float | None = None  # frame index / frame count of a video, for time splits
 
 

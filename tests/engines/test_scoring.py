@@ -46,3 +46,21 @@ def test_batch_matches_single() -> None:
 def test_bad_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="square masks"):
         score_masks(np.zeros((2, 32, 16), dtype=np.float32), 1.3)
+
+
+def test_contrast_rule_discounts_what_the_surroundings_show() -> None:
+    """The contrast score is the face's top mean minus the ring's: a mask high
+    everywhere (a camera the model dislikes) scores near 0, one high on the face only
+    keeps its score."""
+    size, margin = 96, 1.3
+    region = face_region(size, margin)
+    everywhere = np.full((size, size), 0.8, dtype=np.float32)
+    face_only = np.where(region, 0.8, 0.1).astype(np.float32)
+    masks = np.stack([everywhere, face_only])
+    top, _ = score_masks(masks, margin)
+    contrast, _ = score_masks(masks, margin, rule="contrast")
+    assert top[0] == pytest.approx(0.8) and top[1] == pytest.approx(0.8)
+    assert contrast[0] == pytest.approx(0.0, abs=1e-6)
+    assert contrast[1] == pytest.approx(0.7, abs=1e-5)
+    with pytest.raises(ValueError, match="unknown scoring rule"):
+        score_masks(masks, margin, rule="max")

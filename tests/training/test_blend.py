@@ -240,3 +240,55 @@ def test_cross_blend_between_real_people(
             assert_mask_matches_changes(result, crop)
             reverse = cross_blend(source, points, crop, landmarks, np.random.default_rng(k))
             assert_mask_matches_changes(reverse, source)
+
+
+def _ellipse_outline(landmarks: np.ndarray) -> np.ndarray:
+    """A face-shaped outline around the landmarks, as the face mesh's hull would be."""
+    centre = landmarks.mean(axis=0) + np.array([0.0, 8.0])
+    angles = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    return (centre + np.stack([50 * np.cos(angles), 68 * np.sin(angles)], axis=1)).astype(
+        np.float32
+    )
+
+
+def test_masks_follow_a_given_outline(face: tuple[np.ndarray, np.ndarray]) -> None:
+    """With the face's own outline the mask is that outline (deformed a little), and the
+    partial regions are its part below the nose or above the mouth."""
+    crop, landmarks = face
+    outline = _ellipse_outline(landmarks)
+    inside = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
+    full = BlendConfig(region_weights={"face": 1.0})
+    for seed in range(6):
+        result = self_blend(crop, landmarks, np.random.default_rng(seed), full, outline=outline)
+        assert result.info["region"] == "mesh-face"
+        core = result.mask > 0.5
+        overlap = (core & (inside > 0)).sum() / max(1, (core | (inside > 0)).sum())
+        assert overlap > 0.6, f"seed {seed}: IoU with the outline {overlap:.2f}"
+        assert_mask_matches_changes(result, crop)
+    nose_y = landmarks[2, 1]
+    lower = self_blend(
+        crop,
+        landmarks,
+        np.random.default_rng(0),
+        BlendConfig(region_weights={"lower": 1.0}),
+        outline=outline,
+    )
+    rows = np.flatnonzero((lower.mask > 0.5).any(axis=1))
+    assert rows.min() > nose_y - 0.35 * (landmarks[3:, 1].mean() - landmarks[:2, 1].mean()) - 10
+
+
+def test_swapped_target_changes_the_surroundings(face: tuple[np.ndarray, np.ndarray]) -> None:
+    """With swap_target the colour and sharpness change goes to the crop around the face,
+    which the face is pasted back onto: outside the mask the picture differs from the
+    original, where an ordinary self-blend leaves it bit-identical."""
+    crop, landmarks = face
+    for seed in range(4):
+        swapped = BlendConfig(region_weights={"face": 1.0}, swap_target=1.0)
+        result = self_blend(crop, landmarks, np.random.default_rng(seed), swapped)
+        assert result.info["changed"] == "target"
+        outside = result.mask == 0
+        assert changed(result, crop, level=0)[outside].mean() > 0.3, result.info
+        plain = self_blend(crop, landmarks, np.random.default_rng(seed))
+        assert plain.info["changed"] == "source"
+        assert not changed(plain, crop, level=0)[plain.mask == 0].any()

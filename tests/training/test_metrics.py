@@ -17,6 +17,7 @@ from fakewatch.engines.bundle import Threshold
 from fakewatch.training.metrics import (
     VideoScores,
     binary_metrics,
+    bootstrap_interval,
     by_source,
     pixel_iou_dice,
     threshold_at_fpr,
@@ -274,3 +275,52 @@ def test_plots_write_pngs_and_leave_no_figure_open(tmp_path: Path) -> None:
         tmp_path / "sub" / "hist.png",
     )
     _assert_png(path)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_data() -> None:
+    rng = np.random.default_rng(4)
+
+    def scores(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.r_[np.zeros(n), np.ones(n)].astype(int)
+        return labels, np.r_[rng.normal(0, 1, n), rng.normal(1, 1, n)]
+
+    small = binary_metrics(*scores(40))
+    large = binary_metrics(*scores(400))
+    for metrics in (small, large):
+        assert metrics.auc_ci is not None and metrics.auc is not None
+        assert metrics.auc_ci[0] <= metrics.auc <= metrics.auc_ci[1]
+    assert small.auc_ci is not None and large.auc_ci is not None
+    assert large.auc_ci[1] - large.auc_ci[0] < small.auc_ci[1] - small.auc_ci[0]
+    labels, values = scores(100)
+    assert binary_metrics(labels, values).auc_ci == binary_metrics(labels, values).auc_ci
+
+
+def test_bootstrap_by_group_is_wider_when_frames_of_a_video_agree() -> None:
+    """Frames of one video are not independent evidence: resampling whole videos gives a
+    wider interval than resampling frames when each video's frames share its score."""
+    rng = np.random.default_rng(5)
+    video_scores = np.r_[rng.normal(0, 1, 10), rng.normal(1, 1, 10)]
+    labels = np.repeat(np.r_[np.zeros(10), np.ones(10)].astype(int), 30)
+    frames = np.repeat(video_scores, 30) + rng.normal(0, 0.05, 600)
+    groups = np.repeat(np.arange(20), 30).astype(str)
+    by_frame = bootstrap_interval(labels, frames, lambda y, s: float(roc_auc_score(y, s)))
+    by_video = bootstrap_interval(
+        labels, frames, lambda y, s: float(roc_auc_score(y, s)), groups=groups
+    )
+    assert by_frame is not None and by_video is not None
+    assert by_video[1] - by_video[0] > 2 * (by_frame[1] - by_frame[0])
+    pair = slice(270, 330)  # the last real video and the first fake one
+    one_video = bootstrap_interval(labels[pair], frames[pair], lambda y, s: 0.0, groups[pair])
+    assert one_video is None  # a class with a single video has no interval
+
+
+def test_rates_come_with_intervals() -> None:
+    labels = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    values = np.r_[np.linspace(0, 0.6, 100), np.linspace(0.4, 1, 100)]
+    metrics = binary_metrics(labels, values, threshold=0.5)
+    assert metrics.fpr_ci is not None and metrics.tpr_ci is not None
+    assert metrics.fpr_at_threshold is not None and metrics.tpr_at_threshold is not None
+    assert metrics.fpr_ci[0] <= metrics.fpr_at_threshold <= metrics.fpr_ci[1]
+    assert metrics.tpr_ci[0] <= metrics.tpr_at_threshold <= metrics.tpr_ci[1]
+    assert binary_metrics(labels, values, intervals=False).auc_ci is None
+    assert json.dumps(metrics.to_dict())

@@ -46,7 +46,7 @@ def write_config(folder: Path, data_root: Path, epochs: int) -> Path:
             {"path": str(data_root / "real"), "layout": "real", "every": 2},
             {"path": str(data_root / "pairs"), "layout": "pairs", "every": 2},
         ],
-        "validation": {"holdout_sources": ["photos"], "time_fraction": 0.3},
+        "split": {"validation_sources": ["photos"], "test_sources": ["clips"]},
         "optimisation": {
             "epochs": epochs,
             "steps_per_epoch": 3,
@@ -72,6 +72,10 @@ def test_train_evaluate_and_calibrate(
     summary = json.loads((run / "data.json").read_text())
     assert summary["real_faces"]["validation"] > 0 and summary["fake_frames"]["train"] > 0
     assert "photos" in summary["validation_sources"]
+    # the test source is cached like the rest but neither trains nor validates
+    assert summary["real_faces_by_source"]["test"] == {"clips": summary["real_faces"]["test"]}
+    assert "clips" not in summary["real_faces_by_source"]["train"]
+    assert "clips" not in summary["real_faces_by_source"]["validation"]
     bundle = EngineBundle.load(run / "bundle")
     assert bundle.manifest.name == "tiny"
     assert "input_size: 64" in bundle.manifest.provenance.recipe
@@ -114,6 +118,90 @@ def test_train_evaluate_and_calibrate(
     assert thresholds["clear"].value <= thresholds["suspect"].value
     assert thresholds["suspect"].false_positive_rate is not None
     assert "frame AUC" in capsys.readouterr().out
+
+    # the recipe's splits: calibrate on validation, report on test, never calibrate there
+    split_out = tmp_path / "split"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "bundle"),
+                "--recipe",
+                str(config),
+                "--split",
+                "validation",
+                "--calibrate",
+                "--out",
+                str(split_out / "v"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    validation = json.loads((split_out / "v" / "report.json").read_text())["bundles"][0]
+    assert set(validation["frame_by_source"]) >= {"photos"}
+    assert "clips" not in validation["frame_by_source"]
+    assert validation["calibrated_thresholds"]["suspect"]["chosen_on"].startswith(
+        "window scores of the validation split"
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "bundle"),
+                "--recipe",
+                str(config),
+                "--split",
+                "test",
+                "--out",
+                str(split_out / "t"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    test = json.loads((split_out / "t" / "report.json").read_text())["bundles"][0]
+    assert set(test["frame_by_source"]) == {"clips"}
+    assert test["frame"]["auc_ci"] is None  # real media only: no AUC, so no interval
+    assert test["real_windows"]["n"] > 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "bundle"),
+                "--recipe",
+                str(config),
+                "--split",
+                "test",
+                "--calibrate",
+                "--out",
+                str(split_out / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+
+
+def test_overrides_and_data_root(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, data_root, epochs=1)
+    raw = yaml.safe_load(path.read_text())
+    for source in raw["data"]:
+        source["path"] = Path(source["path"]).name
+    raw["data_root"] = "elsewhere"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="set FAKEWATCH_DATA_ROOT"):
+        load_config(path)
+    monkeypatch.setenv("FAKEWATCH_DATA_ROOT", str(data_root))
+    config = load_config(path, overrides=["init.encoder=efficientnet-lite0", "spec.input_size=96"])
+    assert config.data[0].path == data_root / "real"
+    assert config.init.encoder == "efficientnet-lite0" and config.spec.input_size == 96
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_config(path, overrides=["init.encoder"])
+    with pytest.raises(ConfigError, match="init_typo"):
+        load_config(path, overrides=["init_typo.encoder=none"])
 
 
 def test_bad_configs_are_refused_with_the_reason(tmp_path: Path, data_root: Path) -> None:
