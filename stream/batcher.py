@@ -37,7 +37,6 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import numpy as np
 
 from fakewatch.engines.runtimes.base import Engine
-from fakewatch.engines.scoring import score_masks
 from fakewatch.stream.frames import DropReason
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 
@@ -71,9 +70,7 @@ class LocalSegmenter:
 
     def segment(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         masks = self.engine.infer_batches(crops)
-        scores, areas = score_masks(
-            masks, self._margin, self._scoring.top_fraction, self._scoring.area_threshold
-        )
+        scores, areas = self._scoring.score(masks, self._margin)
         return masks, scores, areas
 
 
