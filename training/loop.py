@@ -67,6 +67,29 @@ class TrainState:
     history: list[EpochRecord] = field(default_factory=list)
 
 
+def keep_freed_memory() -> None:
+    """Have glibc serve the large activation buffers of a CPU training step from its heap
+    and keep them when freed, instead of mapping fresh zeroed pages from the kernel for
+    each one and unmapping them again: on a 2-core machine that page traffic took about
+    a fifth of the step's CPU time, most of it in the kernel. Does nothing where the C
+    library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, 1 << 30)
+    mallopt(m_top_pad, 1 << 28)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -178,6 +201,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(options.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
