@@ -56,6 +56,7 @@ from fakewatch.training.metrics import (
     video_metrics,
 )
 from fakewatch.training.plots import mask_overlay_grid, plot_roc_pr, score_histogram
+from fakewatch.training.stream_study import study
 
 SUSPECT_FPR = 0.01
 CLEAR_FPR = 0.05
@@ -337,9 +338,11 @@ def summarise(result: BundleResult, threshold: float, window: int) -> dict[str, 
                 "label": v.label,
                 "frames": len(v.frame_scores),
                 "score": _video_score(v, window),
+                "frame_scores": [round(float(x), 4) for x in v.frame_scores],
             }
             for v in result.videos
         ],
+        "pairs": _pair_positions(result),
         "real_windows": _window_summary(result, threshold),
         "pairs_ranked": _pairs_ranked(result.pairs, video_scores),
         "pixel_pairs": None if result.pixel is None else _pixel_summary(result.pixel),
@@ -363,6 +366,17 @@ def _window_summary(result: BundleResult, threshold: float) -> dict[str, Any] | 
         "rate": metrics.fpr_at_threshold,
         "rate_ci": None if metrics.fpr_ci is None else [round(v, 4) for v in metrics.fpr_ci],
     }
+
+
+def _pair_positions(result: BundleResult) -> list[list[int]]:
+    """Each real/fake pair as [position of the fake, position of its original] in the
+    report's ``videos`` list."""
+    position = {v.name: i for i, v in enumerate(result.videos)}
+    return [
+        [position[fake], position[real]]
+        for fake, real in result.pairs
+        if fake in position and real in position
+    ]
 
 
 def _pairs_ranked(
@@ -440,12 +454,15 @@ def evaluate(
         thresholds = calibrate(result, description) if result.real_windows else {}
         # rates are reported at the threshold the bundle will use: the one calibrated
         # here when writing it, else the bundle's own (0.5 if it has none)
-        own = bundle.manifest.thresholds.get("suspect")
+        used = bundle.manifest.thresholds
         if write_thresholds and position == 0 and thresholds:
-            threshold = thresholds["suspect"].value
-        else:
-            threshold = own.value if own is not None else 0.5
+            used = thresholds
+        threshold = used["suspect"].value if "suspect" in used else 0.5
         summary = summarise(result, threshold, window)
+        if "clear" in used and result.videos:
+            summary["stream_study"] = study(
+                summary["videos"], summary["pairs"], threshold, used["clear"].value
+            )
         summary |= {
             "bundle": str(bundle.folder),
             "model_sha256": bundle.model_sha256,

@@ -1,0 +1,122 @@
+"""A stream's own baseline: alert when its window score rises well above its usual level.
+
+A camera, codec or face the model finds unusual raises every window of that stream a
+little; a face swap switched on during a call raises it suddenly. The baseline keeps a
+running median and spread (the median absolute deviation, scaled to a standard
+deviation) of the stream's recent window scores and calls a window *risen* when it lies
+``rise`` spreads above the median and at least ``floor`` in absolute terms. It learns
+nothing while the stream is alerting, so an alert does not become the new normal, and
+it says nothing until it has seen ``warmup`` windows.
+
+It adds to the absolute threshold, never replaces it: a swap that is on from the first
+frame is the baseline itself, so only the absolute threshold can catch it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+MAD_TO_STD = 1.4826  # the median absolute deviation of a normal distribution, in std
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """How a stream's baseline is kept and when a window counts as risen above it."""
+
+    history: int = 150
+    """Window scores kept (at 5 analysed frames a second, 30 s)."""
+    warmup: int = 40
+    """Window scores needed before the baseline speaks (8 s)."""
+    rise: float = 4.0
+    """How many spreads above the median a risen window lies."""
+    min_spread: float = 0.03
+    """The spread never counts as smaller than this (a very steady stream)."""
+    floor: float = 0.5
+    """A risen window is also at least this high."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.warmup <= self.history:
+            raise ValueError(f"need 1 <= warmup <= history, got {self.warmup}, {self.history}")
+        if self.rise <= 0 or self.min_spread <= 0 or not 0 <= self.floor <= 1:
+            raise ValueError("rise and min_spread must be positive and floor in [0, 1]")
+
+
+class StreamBaseline:
+    """The running median and spread of one stream's window scores."""
+
+    def __init__(self, settings: BaselineSettings | None = None) -> None:
+        self.settings = settings or BaselineSettings()
+        self._scores: deque[float] = deque(maxlen=self.settings.history)
+
+    @property
+    def ready(self) -> bool:
+        return len(self._scores) >= self.settings.warmup
+
+    def level(self) -> tuple[float, float] | None:
+        """(median, spread) of the kept scores, or None before the warm-up."""
+        if not self.ready:
+            return None
+        scores = np.fromiter(self._scores, dtype=np.float64)
+        median = float(np.median(scores))
+        spread = float(np.median(np.abs(scores - median))) * MAD_TO_STD
+        return median, max(spread, self.settings.min_spread)
+
+    def risen(self, window_score: float, rise: float | None = None) -> bool:
+        """Whether ``window_score`` lies ``rise`` spreads (default: the settings') above
+        this stream's usual level, and above the floor."""
+        level = self.level()
+        if level is None:
+            return False
+        median, spread = level
+        rise = self.settings.rise if rise is None else rise
+        return window_score >= max(self.settings.floor, median + rise * spread)
+
+    def holds(self, window_score: float) -> bool:
+        """Whether an alert the baseline raised still stands: the window is still half
+        the rise above the usual level (the baseline's own hysteresis)."""
+        return self.risen(window_score, self.settings.rise / 2)
+
+    def observe(self, window_score: float, alerting: bool) -> None:
+        """Learn from a window score, unless the stream is alerting."""
+        if not alerting:
+            self._scores.append(float(window_score))
+
+
+def decisions(
+    window_scores: np.ndarray | list[float],
+    suspect: float,
+    clear: float,
+    settings: BaselineSettings | None = None,
+) -> np.ndarray:
+    """Whether a stream is alerting after each window: raised at ``suspect`` and cleared
+    below ``clear``; with ``settings``, also raised when the window rises above the
+    stream's baseline, and then cleared when it no longer holds there (unless it has
+    reached ``suspect`` meanwhile).
+
+    A plain replay of the rule for offline studies; the live vote adds minimum frames
+    and cooldowns on top.
+    """
+    baseline = StreamBaseline(settings) if settings is not None else None
+    alerting = relative = False
+    out = np.zeros(len(window_scores), dtype=bool)
+    for i, value in enumerate(window_scores):
+        score = float(value)
+        if not alerting:
+            if score >= suspect:
+                alerting, relative = True, False
+            elif baseline is not None and baseline.risen(score):
+                alerting, relative = True, True
+        elif relative and baseline is not None:
+            if score >= suspect:
+                relative = False
+            elif not baseline.holds(score):
+                alerting = relative = False
+        elif score < clear:
+            alerting = False
+        if baseline is not None:
+            baseline.observe(score, alerting)
+        out[i] = alerting
+    return out
