@@ -15,14 +15,9 @@ from typing import Any
 
 import pytest
 
-from fakewatch.stream.config import ServiceConfig, load_config
-from tests.cluster.conftest import (
-    WebhookReceiver,
-    api,
-    cluster_overrides,
-    flush,
-    wait_until,
-)
+from fakewatch.cluster.config import ClusterServiceConfig, load_cluster_config
+from tests.support.cluster import api, cluster_overrides, flush, wait_until
+from tests.support.webhooks import ThreadedReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -31,7 +26,7 @@ STREAMS = 4
 
 
 class LocalCluster:
-    def __init__(self, ray: Any, config: ServiceConfig, url: str) -> None:
+    def __init__(self, ray: Any, config: ClusterServiceConfig, url: str) -> None:
         self.ray, self.config, self.url = ray, config, url
 
     def shard(self, index: int) -> Any:
@@ -54,7 +49,7 @@ class LocalCluster:
 def cluster(
     ray_module: Any,
     redis_url: str,
-    receiver: WebhookReceiver,
+    receiver: ThreadedReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalCluster]:
     from ray import serve
@@ -64,7 +59,7 @@ def cluster(
     flush(redis_url)
     folder = tmp_path_factory.mktemp("cluster")
     overrides = cluster_overrides(redis_url, folder, receiver, SHARDS)
-    config = load_config(overrides={**overrides, "cluster.segmenter_wait_ms": 50})
+    config = load_cluster_config(overrides={**overrides, "cluster.segmenter_wait_ms": 50})
     ray_module.init(
         namespace=config.cluster.namespace,
         include_dashboard=False,
@@ -225,7 +220,7 @@ def test_prometheus_scrapes_every_shard_and_the_cluster_views_have_data(
     import urllib.request
 
     from tests.deploy.dashboard import STREAM, cluster_queries, load_dashboard
-    from tests.deploy.test_prometheus import cluster_scrape_config, prometheus_server
+    from tests.support.prometheus_server import cluster_scrape_config, prometheus_server
 
     path = cluster_scrape_config(cluster.url.removeprefix("http://"), tmp_path)
     stream = api(cluster.url, "POST", "/api/streams", {"url": str(demo_clip), "name": STREAM})

@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from benchmarks.soak import Figures, overload, percentile
+from tests.support.load import Figures, overload, percentile
 
 pytestmark = pytest.mark.reliability
 

@@ -13,7 +13,7 @@ from fakewatch.engines.spec import ModelSpec
 from fakewatch.training.config import DataSource, Synthesis, TrainConfig, Validation
 from fakewatch.training.data import SyntheticFaces, build_real_cache, is_validation, read_sources
 from fakewatch.training.shards import SampleMeta, ShardSet
-from tests.media import face_clip, write_video
+from tests.support.media import face_clip, write_video
 
 SPEC = ModelSpec(input_size=96, decoder_channels=(32, 16, 16, 8, 8))
 

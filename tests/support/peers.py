@@ -1,0 +1,42 @@
+"""What a test does when a real peer or tool it needs is missing.
+
+A real peer (gst-rtsp-server, Chromium, Prometheus, redis-server, Ray, ...) that is not
+installed skips the test with the reason, on a developer's machine; under CI (``CI``
+set), which must run every such test, the test fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def missing(checks: str, reason: str) -> NoReturn:
+    """Skip the calling test because a real peer or tool is missing, or fail under CI,
+    which must run ``checks``."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run {checks}: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def shared_data_folder() -> Path:
+    """The real development samples beside the checkout, or a skip that names where they
+    were looked for (absent on a user's fresh clone and in CI)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real development samples not present at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
