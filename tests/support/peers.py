@@ -2,7 +2,9 @@
 
 A real peer (gst-rtsp-server, Chromium, Prometheus, redis-server, Ray, ...) that is not
 installed skips the test with the reason, on a developer's machine; under CI (``CI``
-set), which must run every such test, the test fails instead.
+set), which must run every such test, the test fails instead. The development samples
+in ``../shared/data`` are the exception: CI runs from a fresh clone, which never has
+them, so there they skip too, with a reason that says so.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def missing(checks: str, reason: str) -> NoReturn:
-    """Skip the calling test because a real peer or tool is missing, or fail under CI,
-    which must run ``checks``."""
+def missing(checks: str, reason: str, *, ci_has_it: bool = True) -> NoReturn:
+    """Skip the calling test because a real peer, tool or data set is missing, or fail
+    under CI, which must run ``checks`` (unless ``ci_has_it`` is False: CI cannot have
+    it, and the skip says so)."""
     if os.environ.get("CI"):
-        pytest.fail(f"CI must run {checks}: {reason}", pytrace=False)
+        if ci_has_it:
+            pytest.fail(f"CI must run {checks}: {reason}", pytrace=False)
+        pytest.skip(f"{reason} (CI runs from a fresh clone without it, so {checks} skip there)")
     pytest.skip(reason)
 
 
@@ -30,7 +35,11 @@ def shared_data_folder() -> Path:
     """The real development samples beside the checkout, or a skip that names where they
     were looked for (absent on a user's fresh clone and in CI)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real development samples not present at {SHARED_DATA}")
+        missing(
+            "the tests on real samples",
+            f"real development samples not present at {SHARED_DATA}",
+            ci_has_it=False,
+        )
     return SHARED_DATA
 
 
