@@ -19,6 +19,23 @@ from tests.support.rtsp import RtspServer, StartRtspServer, require_rtsp_server
 # ray.init and print into other tests' output. Read by Ray when it is first imported.
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
+PEER_FIXTURES = {"rtsp_server": "gst-rtsp-server", "browser": "Chromium"}
+"""Fixtures that start a real peer from outside the venv: their tests are marked ``peer``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that starts a real peer without the ``peer`` marker, so that the quick
+    loop (``make check``, which leaves them out) never starts one."""
+    unmarked = [
+        f"{item.nodeid} ({', '.join(PEER_FIXTURES[f] for f in sorted(used))})"
+        for item in items
+        if (used := PEER_FIXTURES.keys() & set(getattr(item, "fixturenames", ())))
+        and item.get_closest_marker("peer") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.peer: " + "; ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real development samples beside the checkout (absent on a user's clone and in

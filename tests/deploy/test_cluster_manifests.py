@@ -404,6 +404,7 @@ def test_scrape_config_reads_the_fronts_service_discovery() -> None:
     assert {"targetLabel": "job", "replacement": "fakewatch"} in scrape["spec"]["relabelings"]
 
 
+@pytest.mark.peer
 def test_local_prometheus_config(tmp_path: Path) -> None:
     """deploy/prometheus/cluster.yml: promtool accepts it, its targets are the local
     front's port of the ConfigMap, and its job is the one alerts.yml watches."""

@@ -80,6 +80,7 @@ def test_every_alert_reads_exported_metrics_and_has_a_unit_test() -> None:
     assert set(names) <= tested, f"alerts without a unit test: {set(names) - tested}"
 
 
+@pytest.mark.peer
 def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(
     tmp_path: Path,
 ) -> None:
@@ -126,6 +127,7 @@ async def failing_queries(http: aiohttp.ClientSession, queries: list[Query]) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.peer
 @pytest.mark.timeout(120)
 def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
     tmp_path: Path, astronaut: np.ndarray
@@ -229,6 +231,7 @@ async def stand_in_front(targets: list[dict[str, Any]]) -> AsyncIterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.peer
 @pytest.mark.timeout(120)
 def test_cluster_queries_have_data_through_the_fronts_discovery(
     tmp_path: Path, astronaut: np.ndarray

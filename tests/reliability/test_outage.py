@@ -37,7 +37,7 @@ from tests.support.prometheus import metric_value
 from tests.support.rtsp import StartRtspServer
 from tests.support.service import Service, serving
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.peer]
 
 INITIAL_S, CAP_S, JITTER = 0.2, 2.0, 0.2
 FPS = 5.0

@@ -91,6 +91,7 @@ class Places:
 
 
 @pytest.mark.reliability
+@pytest.mark.peer
 def test_stream_passwords_and_tokens_never_appear_anywhere(
     face_video: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,6 +22,8 @@ from tests.support.peers import REPO, missing
 from tests.support.rtsp import StartRtspServer
 from tests.support.service import Service, serving
 
+pytestmark = pytest.mark.peer
+
 
 @pytest.fixture(scope="session")
 def demo_pair() -> tuple[Path, Path]:

@@ -126,6 +126,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pat
     return write_video(path, face_clip(astronaut, 80, (640, 480)))
 
 
+@pytest.mark.peer
 def test_a_frozen_server_is_detected_and_the_source_reconnects(
     rtsp_server: StartRtspServer, clip: Path
 ) -> None:

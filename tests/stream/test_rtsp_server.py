@@ -12,6 +12,8 @@ import pytest
 from tests.support.media import face_clip, write_video
 from tests.support.rtsp import FAST_OPEN_OPTIONS, RTSP_OPTIONS, StartRtspServer
 
+pytestmark = pytest.mark.peer
+
 FPS = 10
 
 

@@ -16,6 +16,8 @@ from tests.support.media import face_clip, write_video
 from tests.support.rtsp import StartRtspServer
 from tests.support.service import serving
 
+pytestmark = pytest.mark.peer
+
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:

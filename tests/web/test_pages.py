@@ -24,6 +24,8 @@ from tests.support.browser import OpenBrowser, browser_log, require_chromium
 from tests.support.media import face_clip, write_video
 from tests.support.service import TOKEN, ServiceThread
 
+pytestmark = pytest.mark.peer
+
 T = TypeVar("T")
 
 # Thresholds far under any real face's window score (the shipped model gives the
