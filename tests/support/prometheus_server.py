@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.support.peers import REPO, free_port, missing
+from tests.support.peers import REPO, end_process_group, free_port, missing
 
 DEBIAN_PACKAGE = "prometheus"
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
@@ -90,7 +88,7 @@ async def prometheus_server(config: Path, folder: Path) -> AsyncIterator[str]:
                     yield url
                     return
             finally:
-                stop(process)
+                end_process_group(process, 10.0)
         log.seek(0)
         raise RuntimeError(f"Prometheus did not start:\n{log.read().decode(errors='replace')}")
 
@@ -108,13 +106,3 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
                 raise AssertionError(f"Prometheus at {url} not ready after {timeout} s")
             await asyncio.sleep(0.2)
     return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()

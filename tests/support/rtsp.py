@@ -21,7 +21,7 @@ from typing import Protocol
 
 import av
 
-from tests.support.peers import missing
+from tests.support.peers import end_process_group, missing
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -125,14 +125,7 @@ class RtspServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        end_process_group(process, 5.0)
         if process.stdout is not None:
             process.stdout.close()
 
