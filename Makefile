@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit default-model clean
+.PHONY: demo test check lint typecheck unit quick default-model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ default-model: $(STAMP)
 
 test: lint typecheck unit
 
+# The quick loop while changing the code (a few minutes): ruff, mypy and the unit tests,
+# without the tests that start real peers (RTSP server, Chromium, Prometheus), the
+# reliability and cluster tests, and the slow ones. `make test` runs them all.
+QUICK := not peer and not reliability and not cluster and not slow
+
+check: lint typecheck quick
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,6 +38,9 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+quick: $(STAMP)
+	$(BIN)/python -m pytest -m "$(QUICK)" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

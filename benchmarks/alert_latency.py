@@ -17,7 +17,7 @@ model the shipped model never saw, once each, and reports how many of them alert
 
 The clip is served over RTSP by the real gst-rtsp-server (``tests/stream/rtsp_server.py``
 under the system Python); every client gets it from its first frame in real time. The
-service is the real one, in this process (``tests.stream.harness.serving``: the
+service is the real one, in this process (``tests.support.service.serving``: the
 pipeline and the HTTP API on a free port) with the default analysis and vote settings
 and one webhook endpoint: a local aiohttp receiver that notes the arrival time of each
 ``deepfake.suspected`` delivery and verifies its signature with ``standardwebhooks``.
@@ -63,22 +63,20 @@ import av
 import numpy as np
 
 if TYPE_CHECKING:
-    from fakewatch.stream.events import Event, EventSink
-    from fakewatch.stream.frames import LatestFrame, SourceFrame
-    from fakewatch.stream.pipeline import FaceObservation, Pipeline, StreamState
-    from tests.stream.harness import Service
+    from fakewatch.stream.analysis.events import Event, EventSink
+    from fakewatch.stream.analysis.observers import FaceObservation
+    from fakewatch.stream.analysis.pipeline import Pipeline
+    from fakewatch.stream.analysis.state import StreamState
+    from fakewatch.stream.sources.frames import LatestFrame, SourceFrame
+    from tests.support.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this sits in
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine, percentile  # noqa: E402
-from tests.stream.test_webhooks import (  # noqa: E402 (a real receiver, as the tests use)
-    Receiver,
-    Request,
-    endpoint,
-    receiving,
-)
+from benchmarks.common import machine  # noqa: E402
+from tests.support.measure import percentile  # noqa: E402
+from tests.support.webhooks import Receiver, Request, endpoint, receiving  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LIVE_SWAP = SHARED_DATA / "live-swap-dev"
@@ -187,8 +185,8 @@ def live_swap_clip(name: str, cache: Path, lead_s: float, *, in_sample: bool) ->
 
 def demo_clip() -> Clip:
     """The demo's manipulated clip (made once by ``fakewatch demo``'s own recipe)."""
-    from fakewatch.cli.demo_command import DEFAULT_CACHE as DEMO_CACHE
-    from fakewatch.cli.demo_command import SPAN, demo_clips
+    from fakewatch.training.demo_clip import DEFAULT_CACHE as DEMO_CACHE
+    from fakewatch.training.demo_clip import SPAN, demo_clips
 
     real, twin = demo_clips(ROOT / DEMO_CACHE)
     rate, count, width, height = _video_info(twin)
@@ -648,8 +646,8 @@ async def fill_evidence(folder: Path, count: int, clip: Clip) -> None:
     the service's own evidence store from a frame of the clip, then copied under fresh
     ids, all older than the alerts to come."""
     from fakewatch.engines.crop import Box
-    from fakewatch.stream.events import Event, EventType, Evidence, WindowSummary
-    from fakewatch.stream.evidence import EvidenceStore
+    from fakewatch.stream.analysis.events import Event, EventType, Evidence, WindowSummary
+    from fakewatch.stream.sinks.evidence import EvidenceStore
 
     if count <= 0:
         return
@@ -693,7 +691,7 @@ async def measure(
     timeout_s: float,
     stored_alerts: int = 0,
 ) -> Report:
-    from tests.stream.harness import serving
+    from tests.support.service import serving
 
     with tempfile.TemporaryDirectory(prefix="fakewatch-alert-latency-") as state:
         await fill_evidence(Path(state) / "evidence", stored_alerts, clip)
@@ -947,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="encoded clips")
     args = parser.parse_args(argv)
     started = time.time()
-    from tests.stream.conftest import (
+    from tests.support.rtsp import (
         FAST_OPEN_OPTIONS,
         RTSP_OPTIONS,
         RtspServer,

@@ -11,7 +11,7 @@ What runs:
   (main profile, no B-frames, a keyframe every 2 s, 2.5 Mbit/s), made once from the demo
   clip and cached. A real gst-rtsp-server (``tests/stream/rtsp_server.py``) serves it;
   every client gets its own session from the clip's first frame, paced in real time.
-* **fakewatch**: the real service in this process (``tests.stream.harness.serving``)
+* **fakewatch**: the real service in this process (``tests.support.service.serving``)
   with its defaults (5 fps analysed, detection every 3rd analysed frame, the shared
   crop batcher) and the engine at ``--precision`` (OpenVINO bf16 by default).
 * **naive**: one thread per stream that decodes and converts every frame, and for each
@@ -62,7 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this sits in
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine, percentile, rss_bytes  # noqa: E402
+from benchmarks.common import machine  # noqa: E402
+from tests.support.measure import percentile, rss_bytes  # noqa: E402
 
 ANALYSIS_FPS = 5.0
 CLIP_FPS = 30
@@ -249,7 +250,7 @@ def make_clip(cache: Path, seconds: float) -> Path:
     import av
     import cv2
 
-    from fakewatch.cli.demo_command import fetch_demo_clip
+    from fakewatch.training.demo_clip import fetch_demo_clip
 
     target = cache / f"capacity-720p30-{seconds:.0f}s.mp4"
     if target.is_file():
@@ -344,7 +345,7 @@ class Fakewatch:
 
     @contextlib.asynccontextmanager
     async def up(self) -> AsyncIterator[Fakewatch]:
-        from tests.stream.harness import serving
+        from tests.support.service import serving
 
         async with serving(
             **{"engine.precision": self.precision, "limits.max_streams": 256, **self.settings}
@@ -425,7 +426,7 @@ class Naive:
 
         from fakewatch.engines.crop import crop_face
         from fakewatch.engines.scoring import score_masks
-        from fakewatch.stream.vote import SlidingWindowVote
+        from fakewatch.stream.analysis.vote import SlidingWindowVote
 
         spec = self.engine.bundle.spec
         scoring = self.engine.bundle.manifest.scoring
@@ -558,8 +559,8 @@ def unit_costs(
     from fakewatch.engines.defaults import default_bundle_path
     from fakewatch.engines.faces import default_face_detector
     from fakewatch.engines.runtimes import open_engine
-    from fakewatch.stream.tracker import FaceTracker
-    from fakewatch.stream.vote import SlidingWindowVote
+    from fakewatch.stream.analysis.tracker import FaceTracker
+    from fakewatch.stream.analysis.vote import SlidingWindowVote
 
     costs: dict[str, float] = {}
     with av.open(str(clip)) as container:
@@ -719,7 +720,7 @@ def streams_list(text: str) -> list[int]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    from tests.stream.conftest import RtspServer, rtsp_server_unavailable
+    from tests.support.rtsp import RtspServer, rtsp_server_unavailable
 
     reason = rtsp_server_unavailable()
     if reason:

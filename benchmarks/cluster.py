@@ -67,13 +67,8 @@ if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this
 
 from benchmarks.capacity import machine_busy_s  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
-from tests.cluster.conftest import (  # noqa: E402
-    WebhookReceiver,
-    api,
-    cluster_overrides,
-    flush,
-    wait_until,
-)
+from tests.support.cluster import api, cluster_overrides, flush, wait_until  # noqa: E402
+from tests.support.webhooks import ThreadedReceiver  # noqa: E402
 
 LATENCY = "fakewatch_end_to_end_latency_seconds_bucket"
 CROPS, CALLS = "fakewatch_inference_batch_size_sum", "fakewatch_inference_batch_size_count"
@@ -288,7 +283,7 @@ def single_service(folder: Path) -> Iterator[str]:
     """The service (no token) on an event loop in a thread of this process; its URL."""
     import asyncio
 
-    from tests.stream.harness import serving
+    from tests.support.service import serving
 
     started: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -343,11 +338,11 @@ def cluster_up(
     from ray import serve
 
     from fakewatch.cluster import launch
-    from fakewatch.stream.config import load_config
+    from fakewatch.cluster.config import load_cluster_config
 
     flush(redis_url)
-    receiver = WebhookReceiver()
-    config = load_config(
+    receiver = ThreadedReceiver()
+    config = load_cluster_config(
         environ={}, overrides=cluster_overrides(redis_url, folder, receiver, shards)
     )
     try:
@@ -555,7 +550,7 @@ def run_all(args: argparse.Namespace) -> int:
     import ray  # noqa: F401  (fails early without fakewatch[cluster])
 
     from fakewatch.cli.cluster_command import start_redis
-    from fakewatch.cli.demo_command import DEFAULT_CACHE, demo_clips
+    from fakewatch.training.demo_clip import DEFAULT_CACHE, demo_clips
 
     clip, _ = demo_clips(ROOT / DEFAULT_CACHE)
     sessions, started = set(RAY_TMP.glob("session_2*")), time.monotonic()

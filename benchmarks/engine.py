@@ -1144,7 +1144,7 @@ def find_media(data: Path, recipe: Path, calibration: Sequence[Path], want_holdo
 
 
 def _demo_clip() -> Path:
-    from fakewatch.cli.demo_command import fetch_demo_clip
+    from fakewatch.training.demo_clip import fetch_demo_clip
 
     return Path(fetch_demo_clip(DEMO_CACHE))
 

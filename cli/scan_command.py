@@ -61,9 +61,10 @@ def _scan_url(args: argparse.Namespace) -> int:
     import asyncio
 
     from fakewatch.cli.serve_command import build_config
+    from fakewatch.stream.analysis.factory import open_pipeline
     from fakewatch.stream.live_scan import scan_live
     from fakewatch.stream.logs import configure_logging
-    from fakewatch.stream.service import open_pipeline
+    from fakewatch.stream.sinks.log import LogSink
 
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
@@ -75,7 +76,8 @@ def _scan_url(args: argparse.Namespace) -> int:
         extra["vote.min_frames"] = min(args.window, 5)
     config = build_config(args, extra)
     configure_logging("warning" if args.quiet else config.logging.level)
-    report = asyncio.run(scan_live(args.path, open_pipeline(config), args.seconds))
+    pipeline = open_pipeline(config, [LogSink()])
+    report = asyncio.run(scan_live(args.path, pipeline, args.seconds))
     _finish(args, report)
     return 0
 

@@ -39,8 +39,8 @@ def register(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from fakewatch.stream.host import open_service, serve
     from fakewatch.stream.logs import configure_logging
-    from fakewatch.stream.service import open_service, serve
 
     config = build_config(args)
     if args.print_config:
@@ -54,8 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
-    """The service configuration for ``args``: file, environment, then options."""
-    from fakewatch.stream.config import load_config
+    """The service configuration for ``args``: file, environment, then options. ``serve``
+    and ``cluster up`` read the same format: the service's sections and ``cluster:``
+    (which ``serve`` ignores)."""
+    from fakewatch.cluster.config import load_cluster_config
 
     overrides: dict[str, Any] = dict(extra or {})
     if getattr(args, "engine", None):
@@ -74,4 +76,4 @@ def build_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) 
         streams.append({"name": name, "url": url})
     if streams:
         overrides["streams"] = streams
-    return load_config(getattr(args, "config", None), overrides=overrides)
+    return load_cluster_config(getattr(args, "config", None), overrides=overrides)

@@ -33,7 +33,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from fakewatch.cluster.state import ClusterState
 from fakewatch.engines.crop import Box
-from fakewatch.stream.events import Event, EventSink, EventType, Evidence, WindowSummary
+from fakewatch.stream.analysis.events import (
+    Event,
+    EventSink,
+    EventType,
+    Evidence,
+    WindowSummary,
+    hand_to_sinks,
+)
+from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 
 logger = logging.getLogger(f"{LOGGER_NAME}.cluster.alerts")
@@ -44,6 +52,7 @@ STREAM_MAX_LEN = 100_000
 QUEUE_LIMIT = 10_000
 """Events a shard holds while Redis is unreachable; beyond it the oldest are dropped."""
 RETRY_S = (0.2, 5.0)
+"""First and longest delay between attempts to reach Redis."""
 DECISIONS = (EventType.SUSPECTED, EventType.CLEARED)
 
 
@@ -209,7 +218,7 @@ class AlertPublisher:
         return True
 
     async def _run(self) -> None:
-        delay = RETRY_S[0]
+        failures = 0  # writes in a row that failed
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -218,18 +227,19 @@ class AlertPublisher:
                 try:
                     await self._write(fields, windows)
                 except (RedisError, OSError) as error:
+                    delay = backoff_delay(failures, *RETRY_S)
                     log(
                         logger,
                         logging.WARNING,
                         "alerts.write_failed",
                         error=describe_error(error),
                         queued=len(self._queue),
-                        retry_in_s=delay,
+                        retry_in_s=round(delay, 3),
                     )
                     await asyncio.sleep(delay)
-                    delay = min(RETRY_S[1], delay * 2)
+                    failures += 1
                     continue
-                delay = RETRY_S[0]
+                failures = 0
                 self._queue.popleft()
                 if fields is not None:
                     self.published += 1
@@ -283,7 +293,7 @@ class AlertSender:
     async def run(self) -> None:
         """Send until cancelled; Redis errors are logged and retried."""
         stream = self.state.key("alerts")
-        delay = RETRY_S[0]
+        failures = 0  # reads in a row that failed
         next_claim = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -304,17 +314,18 @@ class AlertSender:
                         GROUP, self.consumer, {stream: ">"}, count=32, block=self.block_ms
                     )
                     await self._handle_all(read)
-                    delay = RETRY_S[0]
+                    failures = 0
             except (RedisError, OSError) as error:
+                delay = backoff_delay(failures, *RETRY_S)
                 log(
                     logger,
                     logging.WARNING,
                     "alerts.read_failed",
                     error=describe_error(error),
-                    retry_in_s=delay,
+                    retry_in_s=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
-                delay = min(RETRY_S[1], delay * 2)
+                failures += 1
 
     async def _ensure_group(self, stream: str) -> None:
         try:
@@ -345,20 +356,9 @@ class AlertSender:
         if event.id in self._seen:
             self.repeats += 1
             return True
-        ok = True
-        for sink in self.sinks:
-            try:
-                await sink.emit(event)
-            except Exception as error:
-                ok = False
-                log(
-                    logger,
-                    logging.ERROR,
-                    "sink.error",
-                    sink=type(sink).__name__,
-                    error=describe_error(error),
-                    detail="the alert stays pending and is sent again",
-                )
+        ok = await hand_to_sinks(
+            self.sinks, event, detail="the alert stays pending and is sent again"
+        )
         if ok:
             self.handled += 1
             self._seen[event.id] = None

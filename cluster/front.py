@@ -15,9 +15,12 @@ events and evidence:
   Prometheus's HTTP service discovery; ``/metrics`` is the front's own (webhooks, and
   ``fakewatch_cluster_*``: shards by state, desired streams, alerts not yet sent).
 
-Its background tasks: the :class:`~fakewatch.cluster.alerts.AlertSender` (evidence,
-webhooks, recent events, exactly as the single-machine service does them) and the
-supervisor, which creates any missing shard actor and pings them all every second.
+It is a host of :mod:`fakewatch.stream.host`, as ``fakewatch serve`` is: the same sinks
+in the same order, the same route table (its streams are the shards',
+:class:`ClusterStreams`), the same listening and bounded stop. Its work runs in the
+background: the :class:`~fakewatch.cluster.alerts.AlertSender` (recent events, evidence,
+webhooks, exactly as the single-machine service does them) and the supervisor, which
+creates any missing shard actor and pings them all every second.
 """
 
 from __future__ import annotations
@@ -31,24 +34,21 @@ from typing import Any
 
 import ray
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge
 from ray import serve
 from ray.actor import ActorHandle
 
 from fakewatch.cluster.alerts import GROUP, AlertSender
+from fakewatch.cluster.config import ClusterServiceConfig
 from fakewatch.cluster.shard import StreamShard, shard_name
 from fakewatch.cluster.state import ClusterState, DesiredStream, connect
 from fakewatch.cluster.targets import TARGET_MAX_AGE_S
-from fakewatch.stream import api
-from fakewatch.stream.config import ServiceConfig
-from fakewatch.stream.events import EventSink, RecentEvents
-from fakewatch.stream.evidence import EvidenceStore
-from fakewatch.stream.ffmpeg_source import SourceURLError, check_url
+from fakewatch.stream.analysis.registry import check_stream_name
+from fakewatch.stream.host import Host, open_sinks
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
-from fakewatch.stream.pipeline import STREAM_NAME, StreamLimitError, StreamNameError
 from fakewatch.stream.redact import redact_url
-from fakewatch.stream.webhooks import WebhookSink
+from fakewatch.stream.sources.ffmpeg import check_url
 
 logger = logging.getLogger(f"{LOGGER_NAME}.cluster.front")
 
@@ -57,7 +57,7 @@ SHARD_RESOURCE = "stream_slots"
 SUPERVISE_EVERY_S = 1.0
 
 
-def shard_actor(config: ServiceConfig, index: int) -> ActorHandle[Any]:
+def shard_actor(config: ClusterServiceConfig, index: int) -> ActorHandle[Any]:
     """The shard actor ``shard-<index>``, created (detached, restarted without end) if it
     does not exist yet."""
     actor: Any = ray.remote(StreamShard)
@@ -78,19 +78,10 @@ def shard_actor(config: ServiceConfig, index: int) -> ActorHandle[Any]:
 class FrontState:
     """What the front's HTTP handlers and background tasks share."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ClusterServiceConfig) -> None:
         self.config = config
         cluster = config.cluster
         self.state = ClusterState(connect(cluster), cluster)
-        settings = config.evidence
-        self.evidence = EvidenceStore(
-            settings.folder,
-            max_alerts=settings.max_alerts,
-            max_age_s=settings.max_age_days * 86400,
-            max_bytes=round(settings.max_megabytes * 1024**2),
-        )
-        self.recent = RecentEvents()
-        self.recent.seed(self.evidence.recent(limit=50)[::-1])
         self.metrics = PipelineMetrics()
         registry = self.metrics.registry
         self.shard_gauge = Gauge(
@@ -104,19 +95,37 @@ class FrontState:
             "Events in the alerts stream not yet sent by a sender",
             registry=registry,
         )
-        self.webhooks: WebhookSink | None = None
-        if config.webhooks.endpoints:
-            self.webhooks = WebhookSink(config.webhooks, self.evidence, self.metrics)
-        sinks: list[EventSink] = [self.recent, self.evidence]
-        if self.webhooks is not None:
-            sinks.append(self.webhooks)
+        self.sinks = open_sinks(config, self.metrics)
         consumer = f"front-{socket.gethostname()}-{os.getpid()}"
-        self.sender = AlertSender(self.state, sinks, consumer, cluster.alert_claim_idle_s)
+        self.sender = AlertSender(
+            self.state, self.sinks.ordered(), consumer, cluster.alert_claim_idle_s
+        )
         self.shards: dict[int, ActorHandle[Any]] = {}
         self.ask_timeout_s = min(2.0, cluster.call_timeout_s)
         """How long a shard may take to answer a ping or a request for its streams."""
         self.pings: dict[int, dict[str, Any]] = {}
         self.redis_ok = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # the work behind the API
+
+    async def start(self) -> None:
+        """Start the alert sender and the supervisor."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.sender.run(), name="alert sender"),
+            loop.create_task(self.supervise(), name="supervisor"),
+        ]
+
+    async def stop(self, drain_s: float) -> None:
+        """Stop the alert sender and the supervisor."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks)
 
     async def supervise(self) -> None:
         """Create missing shards and ping them all, every second, until cancelled."""
@@ -197,9 +206,6 @@ class FrontState:
         return {s["id"]: s for found in lists for s in found}
 
 
-FRONT = web.AppKey("front", FrontState)
-
-
 def starting(stream: DesiredStream) -> dict[str, Any]:
     """A desired stream that no shard reports (yet)."""
     return {
@@ -215,155 +221,102 @@ def starting(stream: DesiredStream) -> dict[str, Any]:
     }
 
 
-async def list_streams(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    desired, reported = await asyncio.gather(front.state.streams(), front.snapshots())
-    streams = [reported.get(s.id) or starting(s) for s in desired]
-    return web.json_response({"streams": streams})
+class ClusterStreams:
+    """The API's streams on a cluster
+    (:class:`~fakewatch.stream.http.control.StreamControl`): adding or removing one
+    writes the desired state in Redis and asks its shard to sync; listing asks the
+    shards. WebRTC publishers are not taken: a cluster reads URLs."""
 
+    webrtc = False
 
-async def add_stream(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    url, name = await api.new_stream_request(request)
-    if name is not None and not STREAM_NAME.match(name):
-        raise web.HTTPBadRequest(
-            text='"name" must be 1-64 letters, digits, ".", "_" or "-", '
-            "starting with a letter or digit"
-        )
-    try:
+    def __init__(self, front: FrontState) -> None:
+        self.front = front
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.front.metrics.registry
+
+    async def streams(self) -> list[dict[str, Any]]:
+        front = self.front
+        desired, reported = await asyncio.gather(front.state.streams(), front.snapshots())
+        return [reported.get(s.id) or starting(s) for s in desired]
+
+    async def stream(self, key: str) -> dict[str, Any] | None:
+        stream = await self.front.state.find(key)
+        if stream is None:
+            return None
+        return await self.front.ask(stream) or starting(stream)
+
+    async def add(self, url: str, name: str | None) -> dict[str, Any]:
+        front = self.front
+        if name is not None:
+            check_stream_name(name)
         check_url(url, front.config.sources)
         stream = await front.state.add(name, url, front.config.limits.max_streams)
-    except StreamLimitError as exc:
-        return api.error(429, str(exc))
-    except StreamNameError as exc:
-        return api.error(409, str(exc))
-    except SourceURLError as exc:
-        return api.error(400, str(exc))
-    front.poke(stream)
-    log(logger, logging.INFO, "stream.desired", stream=stream.name, shard=stream.shard)
-    return web.json_response(
-        {"id": stream.id, "name": stream.name, "source": redact_url(url), "shard": stream.shard},
-        status=201,
-        headers={"Location": f"/api/streams/{stream.id}"},
-    )
+        front.poke(stream)
+        log(logger, logging.INFO, "stream.desired", stream=stream.name, shard=stream.shard)
+        return {
+            "id": stream.id,
+            "name": stream.name,
+            "source": redact_url(url),
+            "shard": stream.shard,
+        }
+
+    async def remove(self, key: str) -> bool:
+        front = self.front
+        stream = await front.state.find(key)
+        if stream is None:
+            return False
+        await front.state.remove(stream)
+        front.poke(stream)
+        log(logger, logging.INFO, "stream.undesired", stream=stream.name, shard=stream.shard)
+        return True
+
+    async def publish(self, sdp: str, name: str | None) -> tuple[str, str]:
+        raise NotImplementedError("a cluster takes no WebRTC publishers")
+
+    async def end_session(self, stream_id: str) -> bool:
+        return False
+
+    def not_ready(self) -> str:
+        return self.front.not_ready_reason()
+
+    def ready_detail(self) -> dict[str, Any]:
+        return {"shards": len(self.front.pings)}
 
 
-async def get_stream(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    stream = await front.state.find(request.match_info["id"])
-    if stream is None:
-        return api.error(404, f"no stream {request.match_info['id']!r}")
-    return web.json_response(await front.ask(stream) or starting(stream))
+def front_routes(front: FrontState) -> list[web.RouteDef]:
+    """The front's own routes, beside the API every host serves: the shards' pings, and
+    the metrics endpoints for Prometheus's HTTP service discovery."""
 
+    async def shards(request: web.Request) -> web.Response:
+        return web.json_response({"shards": [front.pings[i] for i in sorted(front.pings)]})
 
-async def delete_stream(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    stream = await front.state.find(request.match_info["id"])
-    if stream is None:
-        return api.error(404, f"no stream {request.match_info['id']!r}")
-    await front.state.remove(stream)
-    front.poke(stream)
-    log(logger, logging.INFO, "stream.undesired", stream=stream.name, shard=stream.shard)
-    return web.Response(status=204)
+    async def targets(request: web.Request) -> web.Response:
+        return web.json_response(await front.state.targets(TARGET_MAX_AGE_S))
 
-
-async def no_webrtc(request: web.Request) -> web.Response:
-    return api.error(
-        501,
-        "WebRTC ingest is served by `fakewatch serve` only; a cluster reads stream URLs "
-        "(publish to an RTSP server and add its URL)",
-    )
-
-
-async def readyz(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    reason = front.not_ready_reason()
-    if reason:
-        return api.error(503, reason)
-    return web.json_response({"status": "ready", "shards": len(front.pings)})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest(request.app[FRONT].metrics.registry))
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
-
-
-async def targets(request: web.Request) -> web.Response:
-    """Prometheus HTTP service discovery: the shards' and replicas' metrics endpoints."""
-    return web.json_response(await request.app[FRONT].state.targets(TARGET_MAX_AGE_S))
-
-
-async def shards(request: web.Request) -> web.Response:
-    front = request.app[FRONT]
-    return web.json_response({"shards": [front.pings[i] for i in sorted(front.pings)]})
-
-
-def build_front_app(front: FrontState) -> web.Application:
-    """The API of ``fakewatch serve`` over the cluster's state; see the module docstring."""
-    app = web.Application(middlewares=[api.guard], client_max_size=1024 * 1024)
-    app[FRONT] = front
-    app[api.CONFIG] = front.config
-    app[api.EVIDENCE] = front.evidence
-    app[api.RECENT] = front.recent
-    app[api.BASE_URL] = {}
-    app.router.add_get("/api/streams", list_streams)
-    app.router.add_post("/api/streams", add_stream)
-    app.router.add_get("/api/streams/{id}", get_stream)
-    app.router.add_delete("/api/streams/{id}", delete_stream)
-    app.router.add_post("/api/whip", no_webrtc)
-    app.router.add_post("/api/webrtc/offer", no_webrtc)
-    app.router.add_get("/api/shards", shards)
-    app.router.add_get("/api/events", api.list_events)
-    app.router.add_get("/api/evidence/{id}/{name}", api.get_evidence)
-    app.router.add_get("/", api.index_page)
-    app.router.add_get("/static/{name}", api.static_file)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/cluster/targets", targets)
-    return app
+    return [web.get("/api/shards", shards), web.get("/cluster/targets", targets)]
 
 
 @serve.deployment(name="Front", num_replicas=1)
 class Front:
     """The Serve replica hosting :class:`FrontState`'s HTTP server and tasks."""
 
-    def __init__(self, config: ServiceConfig, segmenter: Any = None) -> None:
+    def __init__(self, config: ClusterServiceConfig, segmenter: Any = None) -> None:
         """``segmenter`` is the segmenter's deployment, bound so that Serve deploys it
         with the front; shards reach it by name."""
         configure_logging(config.logging.level, config.logging.json_lines)
         self.config = config
         self.front = FrontState(config)
+        self.host = Host(
+            config, ClusterStreams(self.front), self.front.sinks, self.front,
+            front_routes(self.front),
+        )  # fmt: skip
         self.url: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
         self._started = asyncio.get_event_loop().create_task(self._start(), name="front")
 
     async def _start(self) -> None:
-        front, server = self.front, self.config.server
-        app = build_front_app(front)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, server.host, server.port)
-        await site.start()
-        self._runner = runner
-        port = next((a[1] for a in runner.addresses), server.port)
-        host = server.host if ":" not in server.host else f"[{server.host}]"
-        if host == "0.0.0.0":
-            host = socket.gethostbyname(socket.gethostname())
-        base = f"http://{host}:{port}"
-        app[api.BASE_URL]["url"] = server.public_url or base
-        if front.webhooks is not None:
-            front.webhooks.set_base_url(app[api.BASE_URL]["url"])
-            await front.webhooks.start()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(front.sender.run(), name="alert sender"),
-            loop.create_task(front.supervise(), name="supervisor"),
-        ]
-        self.url = base
-        log(logger, logging.INFO, "service.listening", url=base, cluster=True)
+        self.url = await self.host.start()
 
     async def status(self) -> dict[str, Any]:
         """The API's URL (once listening), the shards' pings and the sender's counts."""
@@ -379,13 +332,13 @@ class Front:
 
     def check_health(self) -> None:
         """Serve restarts the replica when its server or a task ended."""
-        for task in [self._started, *self._tasks]:
+        for task in [self._started, *self.front.tasks]:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} ended: {task.exception()!r}")
 
     async def pause(self) -> None:
         """Stop supervising the shards (so that a planned stop of them sticks)."""
-        for task in self._tasks:
+        for task in self.front.tasks:
             if task.get_name() == "supervisor":
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -404,16 +357,12 @@ class Front:
         return False
 
     async def close(self) -> None:
-        """Stop serving (for a planned shutdown): the tasks, the webhooks, the server."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.front.webhooks is not None:
-            await self.front.webhooks.close(2.0)
-        with contextlib.suppress(Exception):
-            await self.front.evidence.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Stop serving (for a planned shutdown), as any host stops: the listening
+        sockets, the tasks, the webhooks, the evidence store, the HTTP server."""
+        with contextlib.suppress(Exception):  # a failed start has stopped everything
+            await self._started
+        if self.url is not None:
+            await self.host.stop()
 
 
 def _text(value: Any) -> str:

@@ -1,7 +1,7 @@
 """The cluster's Serve application, and starting it on a local or existing Ray cluster.
 
 :func:`build_application` binds the ``Front`` and the ``Segmenter`` deployments with the
-settings of a :class:`~fakewatch.stream.config.ServiceConfig`; :func:`build` is the same
+settings of a :class:`~fakewatch.cluster.config.ClusterServiceConfig`; :func:`build` is the same
 for a Serve config file or a KubeRay ``RayService`` (``import_path:
 fakewatch.cluster.launch:build``, ``args: {config: <path>}``). :func:`start` deploys it on
 the Ray cluster this process is connected to and waits until the front listens;
@@ -21,17 +21,17 @@ from ray import serve
 from ray.serve import Application, Deployment
 from ray.serve.handle import DeploymentHandle
 
+from fakewatch.cluster.config import ClusterServiceConfig, load_cluster_config
 from fakewatch.cluster.front import FRONT_RESOURCE, Front
 from fakewatch.cluster.segmenter import APP, SegmenterDeployment
 from fakewatch.cluster.shard import shard_name
-from fakewatch.stream.config import ServiceConfig, load_config
 
 
 class ClusterStartError(RuntimeError):
     """The cluster did not come up in time; the message says which part is missing."""
 
 
-def build_application(config: ServiceConfig) -> Application:
+def build_application(config: ClusterServiceConfig) -> Application:
     cluster = config.cluster
     segmenter = (
         cast(Deployment, SegmenterDeployment)
@@ -60,10 +60,12 @@ def build(args: dict[str, Any]) -> Application:
     """The application builder a Serve config names: ``args: {config: <YAML path>}``;
     ``FAKEWATCH_*`` variables apply as for ``fakewatch serve``."""
     path = args.get("config")
-    return build_application(load_config(Path(path) if path else None))
+    return build_application(load_cluster_config(Path(path) if path else None))
 
 
-def start(config: ServiceConfig, timeout_s: float = 120.0) -> tuple[DeploymentHandle[Any], str]:
+def start(
+    config: ClusterServiceConfig, timeout_s: float = 120.0
+) -> tuple[DeploymentHandle[Any], str]:
     """Deploy the application on the connected Ray cluster; the front's handle and URL
     once it listens and every shard is ready."""
     serve.start(proxy_location="Disabled")
@@ -85,7 +87,7 @@ def start(config: ServiceConfig, timeout_s: float = 120.0) -> tuple[DeploymentHa
     )
 
 
-def stop(config: ServiceConfig, timeout_s: float = 30.0) -> None:
+def stop(config: ClusterServiceConfig, timeout_s: float = 30.0) -> None:
     """Take the whole cluster down: the front stops supervising, the shards stop (each
     clears its open alerts and publishes what it holds), the senders deliver what is in
     the alerts stream (within ``timeout_s``; what is left stays for the next start), then

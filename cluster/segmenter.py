@@ -26,14 +26,14 @@ import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from fakewatch.cluster.config import ClusterServiceConfig
 from fakewatch.cluster.state import ClusterState, connect
 from fakewatch.cluster.targets import MetricsEndpoint
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.defaults import default_bundle_path, installed_version
-from fakewatch.stream.config import ServiceConfig
+from fakewatch.stream.analysis.factory import open_local_segmenter
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, log
 from fakewatch.stream.metrics import PipelineMetrics
-from fakewatch.stream.service import open_local_segmenter
 
 logger = logging.getLogger(f"{LOGGER_NAME}.cluster.segmenter")
 
@@ -53,7 +53,7 @@ def count_crops(requests: list[Any]) -> int:
 class SegmenterDeployment:
     """One replica: an engine, its metrics endpoint and the batched ``segment`` method."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ClusterServiceConfig) -> None:
         configure_logging(config.logging.level, config.logging.json_lines)
         cluster = config.cluster
         batched: Any = self.segment  # @serve.batch adds the setters
@@ -122,7 +122,7 @@ class SegmenterDeployment:
 
 
 class RemoteSegmenter:
-    """The :class:`~fakewatch.stream.batcher.Segmenter` a shard's batcher calls: one
+    """The :class:`~fakewatch.stream.analysis.segmenter.Segmenter` a shard's batcher calls: one
     request per batch to the Serve deployment, answered within ``timeout_s``. It blocks,
     and is called from the batcher's engine thread."""
 

@@ -29,29 +29,34 @@ from typing import Any
 import ray
 
 from fakewatch.cluster.alerts import AlertPublisher
+from fakewatch.cluster.config import ClusterServiceConfig
 from fakewatch.cluster.segmenter import APP, RemoteSegmenter
 from fakewatch.cluster.state import ClusterState, DesiredStream, connect
 from fakewatch.cluster.targets import MetricsEndpoint, node_address
-from fakewatch.stream.batcher import Segmenter
-from fakewatch.stream.config import ServiceConfig
+from fakewatch.stream.analysis.factory import open_pipeline
+from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.segmenter import Segmenter
+from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.backoff import backoff_delay
+from fakewatch.stream.http.views import stream_view
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
-from fakewatch.stream.pipeline import Pipeline, StreamState
 from fakewatch.stream.redact import redact_url
-from fakewatch.stream.service import open_pipeline
+from fakewatch.stream.sinks.log import LogSink
 
 logger = logging.getLogger(f"{LOGGER_NAME}.cluster.shard")
 
 SHARD_MAX_STREAMS = 1024
 """A shard's own stream limit; the cluster's is ``limits.max_streams``, kept by the front."""
 RETRY_S = (0.5, 10.0)
+"""First and longest delay between attempts to open the pipeline."""
 
 
 def shard_name(index: int) -> str:
     return f"shard-{index}"
 
 
-def shard_config(config: ServiceConfig) -> ServiceConfig:
+def shard_config(config: ClusterServiceConfig) -> ClusterServiceConfig:
     """The pipeline settings of a shard: the service's, without its own streams or port,
     and with a batch as large as the segmenter takes."""
     limits = config.limits.model_copy(update={"max_streams": SHARD_MAX_STREAMS})
@@ -64,7 +69,7 @@ def shard_config(config: ServiceConfig) -> ServiceConfig:
 class StreamShard:
     """See the module docstring; :func:`fakewatch.cluster.launch.ensure_shards` creates them."""
 
-    def __init__(self, config: ServiceConfig, index: int, app: str = APP) -> None:
+    def __init__(self, config: ClusterServiceConfig, index: int, app: str = APP) -> None:
         configure_logging(config.logging.level, config.logging.json_lines)
         self.config = shard_config(config)
         self.index = index
@@ -145,7 +150,7 @@ class StreamShard:
     # the work
 
     def _snapshot(self, state: StreamState) -> dict[str, Any]:
-        return {**state.snapshot(), "shard": self.index, "node": self.node}
+        return {**stream_view(state), "shard": self.index, "node": self.node}
 
     async def _start(
         self, pipeline: Pipeline, stream: DesiredStream, window: dict[str, Any] | None
@@ -195,28 +200,31 @@ class StreamShard:
 
         metrics = PipelineMetrics()
         self.publisher = AlertPublisher(self.state, self._window_of)
-        return open_pipeline(self.config, [self.publisher], metrics, remote_segmenter=remote)
+        return open_pipeline(
+            self.config, [LogSink(), self.publisher], metrics, remote_segmenter=remote
+        )
 
     async def _main(self) -> None:
         """Open and start the pipeline (retried until the segmenter answers), then sync,
         checkpoint and announce the metrics endpoint until cancelled."""
         cluster = self.config.cluster
-        delay = RETRY_S[0]
+        attempt = 0
         while self.pipeline is None:
             try:
                 pipeline = await asyncio.to_thread(self._open)
                 await pipeline.start()
             except Exception as error:
                 self.error = describe_error(error)
+                delay = backoff_delay(attempt, *RETRY_S)
                 log(
                     logger,
                     logging.WARNING,
                     "shard.start_failed",
                     error=self.error,
-                    retry_in_s=delay,
+                    retry_in_s=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
-                delay = min(RETRY_S[1], delay * 2)
+                attempt += 1
                 continue
             self.pipeline, self.error = pipeline, ""
         assert self.publisher is not None

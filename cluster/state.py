@@ -24,8 +24,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from fakewatch.stream.config import ClusterConfig
-from fakewatch.stream.pipeline import StreamLimitError, StreamNameError
+from fakewatch.cluster.config import ClusterConfig
+from fakewatch.stream.analysis.registry import StreamLimitError, StreamNameTakenError
 
 ADD_STREAM = """
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 1 end
@@ -87,7 +87,7 @@ class ClusterState:
 
     async def add(self, name: str | None, url: str, max_streams: int) -> DesiredStream:
         """Record a new stream; :class:`StreamLimitError` at ``max_streams``,
-        :class:`StreamNameError` when its name is taken."""
+        :class:`StreamNameTakenError` when its name is taken."""
         stream_id = uuid.uuid4().hex[:12]
         stream = DesiredStream(
             id=stream_id,
@@ -106,7 +106,7 @@ class ClusterState:
                 f"(limits.max_streams = {max_streams})"
             )
         if result == 2:
-            raise StreamNameError(f"a stream named {stream.name!r} already exists")
+            raise StreamNameTakenError(f"a stream named {stream.name!r} already exists")
         return stream
 
     async def remove(self, stream: DesiredStream) -> bool:

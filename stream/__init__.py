@@ -1,4 +1,6 @@
-"""The streaming service: sources -> faces -> batches -> votes -> alerts.
+"""The streaming service: sources -> faces -> batches -> votes -> sinks.
 
-Imports engines, never training.
+``sources`` (FFmpeg, WebRTC, frames) <- ``analysis`` (the pipeline) <- ``host`` ->
+``sinks`` (events, evidence, webhooks), ``http`` (the API and pages). Imports engines,
+never training.
 """

@@ -13,7 +13,7 @@ import binascii
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -30,6 +30,8 @@ from fakewatch.stream.redact import MASK, redact_url
 from fakewatch.stream.urlguard import check_webhook_url
 
 ENV_PREFIX = "FAKEWATCH_"
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 DEFAULT_PROTOCOLS = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "http", "https", "hls", "udp", "rtp")
 LOCAL_PROTOCOLS = ("file",)
@@ -342,67 +344,6 @@ class LoggingConfig(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class ClusterConfig(Section):
-    """``fakewatch cluster``: streams spread over Ray shard actors, one batched segmenter."""
-
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        max_length=2048,
-        description="Redis holding the desired streams, vote checkpoints and alerts",
-    )
-    namespace: str = Field(
-        "fakewatch",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        description="Ray namespace of the actors and prefix of the Redis keys",
-    )
-    shards: int = Field(
-        16,
-        ge=1,
-        le=4096,
-        description="stream shards (fixed: a stream's shard is a hash of its id); "
-        "several times the largest node count",
-    )
-    sync_interval_s: float = Field(
-        1.0, gt=0, le=60, description="how often a shard reloads its streams from Redis"
-    )
-    checkpoint_interval_s: float = Field(
-        1.0, gt=0, le=60, description="how often a shard saves its streams' vote windows"
-    )
-    call_timeout_s: float = Field(
-        10.0, gt=0, le=300, description="longest wait for a shard, the segmenter or Redis"
-    )
-    segmenter_max_batch: int = Field(
-        32, ge=1, le=1024, description="crops per segmenter call, across shards"
-    )
-    segmenter_wait_ms: float = Field(
-        10.0, ge=0, le=1000, description="longest a segmenter call waits to fill its batch"
-    )
-    segmenter_max_ongoing: int | None = Field(
-        None,
-        ge=1,
-        le=65536,
-        description="requests one segmenter replica takes at once "
-        "(default: the larger of shards and segmenter_max_batch)",
-    )
-    segmenter_min_replicas: int = Field(1, ge=1, le=1024, description="fewest segmenter replicas")
-    segmenter_max_replicas: int = Field(4, ge=1, le=1024, description="most segmenter replicas")
-    segmenter_target_ongoing: float = Field(
-        8.0, gt=0, le=65536, description="ongoing requests per replica autoscaling aims at"
-    )
-    segmenter_cpus: float = Field(1.0, ge=0, le=256, description="CPUs one replica reserves")
-    segmenter_gpus: float = Field(0.0, ge=0, le=16, description="GPUs one replica reserves")
-    alert_claim_idle_s: float = Field(
-        10.0,
-        gt=0,
-        le=3600,
-        description="an alert a sender took but did not finish for this long is taken over",
-    )
-
-    @property
-    def max_ongoing(self) -> int:
-        return self.segmenter_max_ongoing or max(self.shards, self.segmenter_max_batch)
-
-
 class ServiceConfig(Section):
     """Everything ``fakewatch serve`` needs; every field has a working default."""
 
@@ -416,7 +357,6 @@ class ServiceConfig(Section):
     evidence: EvidenceConfig = EvidenceConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     logging: LoggingConfig = LoggingConfig()
-    cluster: ClusterConfig = ClusterConfig()
     streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
 
     @model_validator(mode="after")
@@ -446,11 +386,6 @@ class ServiceConfig(Section):
         names = [e.name for e in hooks.endpoints]
         if len(set(names)) != len(names):
             raise ValueError("webhook endpoint names must be unique")
-        cluster = self.cluster
-        if cluster.segmenter_min_replicas > cluster.segmenter_max_replicas:
-            raise ValueError(
-                "cluster.segmenter_min_replicas must not exceed cluster.segmenter_max_replicas"
-            )
         return self
 
 
@@ -465,6 +400,17 @@ def load_config(
 ) -> ServiceConfig:
     """The configuration from ``path`` (YAML), then ``FAKEWATCH_*`` variables, then
     ``overrides`` (dotted keys, e.g. ``{"engine.bundle": path}``)."""
+    return read_config(ServiceConfig, path, environ, overrides)
+
+
+def read_config(
+    model: type[ConfigT],
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ConfigT:
+    """:func:`load_config` for ``model``, a :class:`ServiceConfig` with more sections (the
+    cluster's)."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -483,7 +429,7 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _set(data, dotted.split("."), value, dotted)
     try:
-        return ServiceConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
 
@@ -510,11 +456,12 @@ def _describe(error: ValidationError, path: Path | None) -> str:
 def describe_config(config: ServiceConfig | None = None) -> str:
     """``config`` (the defaults) as commented YAML: every key, its value, bounds and meaning.
 
-    Secrets are shown as ``***``: ``server.token``, credentials in stream and webhook URLs
-    (and webhook secrets, which are never shown anyway)."""
+    Secrets are shown as ``***``: ``server.token``, credentials in every URL (streams,
+    webhooks, ``*_url`` keys such as the cluster's Redis), and webhook secrets, which
+    are never shown anyway."""
     config = config or ServiceConfig()
     lines = ["# fakewatch serve --config FILE; override any key with FAKEWATCH_SECTION__KEY"]
-    for section_name, section_field in ServiceConfig.model_fields.items():
+    for section_name, section_field in type(config).model_fields.items():
         value = getattr(config, section_name)
         if not isinstance(value, BaseModel):
             lines.append(f"{section_name}: {_yaml(value)}  # {section_field.description or ''}")
@@ -533,7 +480,7 @@ def describe_config(config: ServiceConfig | None = None) -> str:
             shown = getattr(value, name)
             if name == "token" and shown is not None:
                 shown = MASK
-            if name == "redis_url":
+            if name.endswith("_url") and isinstance(shown, str):
                 shown = redact_url(shown)
             lines.append(f"  {key}: {_yaml(shown)}{comment}")
     return "\n".join(lines) + "\n"

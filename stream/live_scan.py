@@ -7,13 +7,15 @@ from typing import Literal
 
 from fakewatch.engines.aggregate import video_score
 from fakewatch.engines.scan import FaceReport, FrameReport, ScanReport
-from fakewatch.stream.events import MemorySink
-from fakewatch.stream.frames import SourceFrame
-from fakewatch.stream.pipeline import FaceObservation, Pipeline, StreamState
+from fakewatch.stream.analysis.events import EventSink
+from fakewatch.stream.analysis.observers import FaceObservation
+from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.sources.frames import SourceFrame
 
 
 async def scan_live(
-    url: str, pipeline: Pipeline, seconds: float, events: MemorySink | None = None
+    url: str, pipeline: Pipeline, seconds: float, events: EventSink | None = None
 ) -> ScanReport:
     """Watch ``url`` for ``seconds`` through ``pipeline`` (started here) and report on it.
 

@@ -1,13 +1,17 @@
-"""Shared fixtures: media made on the fly or shipped by packages, and small bundles."""
+"""Shared fixtures: media made on the fly or shipped by packages, small bundles, the
+real samples and the RTSP server (the helpers behind them are in ``tests/support``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import pytest
+
+from tests.support.peers import shared_data_folder
+from tests.support.rtsp import RtspServer, StartRtspServer, require_rtsp_server
 
 # A Ray API called while no cluster is connected must fail, not start a local cluster of
 # its own: a Serve handle left from a cluster test calls Ray from a background thread
@@ -15,24 +19,28 @@ import pytest
 # ray.init and print into other tests' output. Read by Ray when it is first imported.
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+PEER_FIXTURES = {"rtsp_server": "gst-rtsp-server", "browser": "Chromium"}
+"""Fixtures that start a real peer from outside the venv: their tests are marked ``peer``."""
 
 
-def missing(checks: str, reason: str) -> NoReturn:
-    """Skip the calling test because a real peer or tool is missing, or fail under CI,
-    which must run ``checks``."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run {checks}: {reason}", pytrace=False)
-    pytest.skip(reason)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a test that starts a real peer without the ``peer`` marker, so that the quick
+    loop (``make check``, which leaves them out) never starts one."""
+    unmarked = [
+        f"{item.nodeid} ({', '.join(PEER_FIXTURES[f] for f in sorted(used))})"
+        for item in items
+        if (used := PEER_FIXTURES.keys() & set(getattr(item, "fixturenames", ())))
+        and item.get_closest_marker("peer") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.peer: " + "; ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real development samples beside the checkout (absent on a user's clone)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real development samples not present at {SHARED_DATA}")
-    return SHARED_DATA
+    """The real development samples beside the checkout (absent on a user's clone and in
+    CI: the tests that need them skip, saying where they were looked for)."""
+    return shared_data_folder()
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +87,32 @@ def make_untrained_bundle(
 @pytest.fixture(scope="session")
 def untrained_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_untrained_bundle(tmp_path_factory.mktemp("bundles") / "untrained")
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[StartRtspServer]:
+    """``start(clip, *, port=0, mount="/live", user=None, password=None) -> RtspServer``.
+
+    Each call starts one server and returns once PyAV can open its URL; all the servers a
+    test started stop at teardown.
+    """
+    require_rtsp_server()
+    servers: list[RtspServer] = []
+
+    def start(
+        clip: Path,
+        *,
+        port: int = 0,
+        mount: str = "/live",
+        user: str | None = None,
+        password: str | None = None,
+    ) -> RtspServer:
+        server = RtspServer(clip, port=port, mount=mount, user=user, password=password)
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

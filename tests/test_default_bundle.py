@@ -74,7 +74,7 @@ def test_the_ffpp_fake_scores_above_its_original(
 def test_offline_demo_with_a_clip_of_ones_own(
     astronaut: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.media import face_clip, write_video
+    from tests.support.media import face_clip, write_video
 
     clip = write_video(tmp_path / "mine.mp4", face_clip(astronaut, count=70), fps=5)
     cache = str(tmp_path / "cache")
@@ -97,7 +97,7 @@ def test_offline_demo_with_a_clip_of_ones_own(
 def test_live_demo_serves_ones_own_clip_as_a_looping_stream(
     astronaut: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.media import face_clip, write_video
+    from tests.support.media import face_clip, write_video
 
     clip = write_video(tmp_path / "mine.mp4", face_clip(astronaut, count=20), fps=10)
     args = ["demo", "--clip", str(clip), "--cache", str(tmp_path / "cache")]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fakewatch.cli.main import main
-from tests.media import face_clip, write_video
+from tests.support.media import face_clip, write_video
 
 
 def scan_report(path: Path, bundle: Path, report: Path, *options: str) -> dict[str, Any]:

@@ -18,14 +18,16 @@ from fakewatch.cluster.alerts import (
     encode_event,
     window_event_id,
 )
+from fakewatch.cluster.config import ClusterConfig
 from fakewatch.cluster.shard import shifted
 from fakewatch.cluster.state import ClusterState, connect, shard_of
 from fakewatch.engines.crop import Box
-from fakewatch.stream.config import ClusterConfig
-from fakewatch.stream.events import Event, EventType, Evidence, MemorySink, WindowSummary
-from fakewatch.stream.pipeline import StreamLimitError, StreamNameError
-from fakewatch.stream.vote import SlidingWindowVote
-from tests.cluster.conftest import RedisServer, flush, free_port
+from fakewatch.stream.analysis.events import Event, EventType, Evidence, WindowSummary
+from fakewatch.stream.analysis.registry import StreamLimitError, StreamNameError
+from fakewatch.stream.analysis.vote import SlidingWindowVote
+from tests.support.cluster import RedisServer, flush
+from tests.support.events import MemorySink
+from tests.support.peers import free_port
 
 pytestmark = pytest.mark.cluster
 

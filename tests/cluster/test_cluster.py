@@ -15,14 +15,9 @@ from typing import Any
 
 import pytest
 
-from fakewatch.stream.config import ServiceConfig, load_config
-from tests.cluster.conftest import (
-    WebhookReceiver,
-    api,
-    cluster_overrides,
-    flush,
-    wait_until,
-)
+from fakewatch.cluster.config import ClusterServiceConfig, load_cluster_config
+from tests.support.cluster import api, cluster_overrides, flush, wait_until
+from tests.support.webhooks import ThreadedReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -31,7 +26,7 @@ STREAMS = 4
 
 
 class LocalCluster:
-    def __init__(self, ray: Any, config: ServiceConfig, url: str) -> None:
+    def __init__(self, ray: Any, config: ClusterServiceConfig, url: str) -> None:
         self.ray, self.config, self.url = ray, config, url
 
     def shard(self, index: int) -> Any:
@@ -54,7 +49,7 @@ class LocalCluster:
 def cluster(
     ray_module: Any,
     redis_url: str,
-    receiver: WebhookReceiver,
+    receiver: ThreadedReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalCluster]:
     from ray import serve
@@ -64,7 +59,7 @@ def cluster(
     flush(redis_url)
     folder = tmp_path_factory.mktemp("cluster")
     overrides = cluster_overrides(redis_url, folder, receiver, SHARDS)
-    config = load_config(overrides={**overrides, "cluster.segmenter_wait_ms": 50})
+    config = load_cluster_config(overrides={**overrides, "cluster.segmenter_wait_ms": 50})
     ray_module.init(
         namespace=config.cluster.namespace,
         include_dashboard=False,
@@ -124,22 +119,26 @@ def test_a_killed_shard_resumes_its_streams_within_5_s(
     killed = time.monotonic()
     os.kill(before["pid"], signal.SIGKILL)
 
-    def resumed() -> bool:
+    def resumed() -> dict[str, Any] | None:
         try:
             ping = cluster.ping(index)
             now = cluster.snapshots(index)
         except Exception:
-            return False
-        return ping["pid"] != before["pid"] and all(
+            return None
+        again = ping["pid"] != before["pid"] and all(
             now.get(k, {}).get("frames_analysed", 0) > 0 for k in mine
         )
+        return now if again else None
 
-    wait_until(resumed, 20, "the killed shard analyses its streams again", every_s=0.05)
+    after = wait_until(resumed, 20, "the killed shard analyses its streams again", every_s=0.05)
     seconds = time.monotonic() - killed
     print(f"shard-{index} (SIGKILL) analysed its {len(mine)} stream(s) again after {seconds:.2f} s")
     assert seconds < 5.0
     assert set(cluster.running()) == set(streams)
-    assert analysed  # the counters restarted with the process; the streams are the same
+    # the restarted process runs the same streams as before the kill, each analysed again
+    # by it (its counters began again at 0 with the process)
+    assert set(after) == set(analysed) == set(mine)
+    assert all(after[k]["frames_analysed"] > 0 for k in mine)
 
 
 def test_the_segmenter_batches_crops_from_several_shards(
@@ -225,7 +224,7 @@ def test_prometheus_scrapes_every_shard_and_the_cluster_views_have_data(
     import urllib.request
 
     from tests.deploy.dashboard import STREAM, cluster_queries, load_dashboard
-    from tests.deploy.test_prometheus import cluster_scrape_config, prometheus_server
+    from tests.support.prometheus_server import cluster_scrape_config, prometheus_server
 
     path = cluster_scrape_config(cluster.url.removeprefix("http://"), tmp_path)
     stream = api(cluster.url, "POST", "/api/streams", {"url": str(demo_clip), "name": STREAM})

@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
-from benchmarks.cluster import main, quantile, tree
-from tests.conftest import missing
+from tests.support.peers import missing
+from tests.support.scripts import benchmark_script
+
+cluster_benchmark = benchmark_script("cluster")
+main, quantile, tree = cluster_benchmark.main, cluster_benchmark.quantile, cluster_benchmark.tree
 
 
 def test_quantiles_interpolate_within_the_bucket_deltas() -> None:

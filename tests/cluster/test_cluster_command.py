@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import flush
+from tests.support.cluster import flush
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from fakewatch.cluster.config import load_cluster_config
 from fakewatch.cluster.state import shard_of
-from fakewatch.stream.config import load_config
-from tests.cluster.conftest import WebhookReceiver, api, cluster_overrides, flush, wait_until
+from tests.support.cluster import api, cluster_overrides, flush, wait_until
+from tests.support.webhooks import ThreadedReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -30,7 +31,7 @@ SHARDS = 4
 def test_a_lost_node_s_streams_resume_on_another_and_alert_once(
     ray_module: Any,
     redis_url: str,
-    receiver: WebhookReceiver,
+    receiver: ThreadedReceiver,
     swap_clip: Path,
     tmp_path: Path,
 ) -> None:
@@ -41,7 +42,7 @@ def test_a_lost_node_s_streams_resume_on_another_and_alert_once(
 
     ray = ray_module
     flush(redis_url)
-    config = load_config(overrides=cluster_overrides(redis_url, tmp_path, receiver, SHARDS))
+    config = load_cluster_config(overrides=cluster_overrides(redis_url, tmp_path, receiver, SHARDS))
     cluster = Cluster(
         initialize_head=True,
         head_node_args={

@@ -9,7 +9,7 @@ deploy/prometheus/cluster.yml, checked without a cluster, an operator or a netwo
   the RayService's own fields against the KubeRay API (``ray.io/v1``) by name;
 - the ``serveConfigV2`` with Ray Serve's own ``ServeDeploySchema``, and its import path
   called with its args and the ConfigMap (skipped without ray; nothing is deployed);
-- the ConfigMap's fakewatch configuration with ``load_config`` and the environment each
+- the ConfigMap's fakewatch configuration with ``load_cluster_config`` and the environment each
   Ray container gets;
 - the wiring: the Segmenter deployment against ``cluster:``, the custom resources
   (``fakewatch_front`` on the head, ``stream_slots`` on the CPU workers), the Service and
@@ -37,7 +37,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from fakewatch.stream.config import ServiceConfig, load_config
+from fakewatch.cluster.config import ClusterServiceConfig, load_cluster_config
 from fakewatch.stream.metrics import PipelineMetrics
 from tests.deploy.test_manifests import (
     KUBERNETES,
@@ -50,7 +50,7 @@ from tests.deploy.test_manifests import (
     _need,
     _validate,
 )
-from tests.deploy.test_prometheus import promtool
+from tests.support.prometheus_server import promtool
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = KUBERNETES / "cluster"
@@ -84,12 +84,6 @@ AUTOSCALER_FIELDS = {
     "upscalingMode", "version", "env", "envFrom", "volumeMounts",
 }  # fmt: skip
 GCS_FT_FIELDS = {"redisUsername", "redisPassword", "externalStorageNamespace", "redisAddress"}
-# load_config refuses the ConfigMap's `cluster:` keys until ServiceConfig has them
-NEEDS_CLUSTER_SECTION = pytest.mark.xfail(
-    "cluster" not in ServiceConfig.model_fields,
-    reason="ServiceConfig has no cluster section yet (stream/config.py)",
-    strict=False,
-)
 
 
 # ---------------------------------------------------------------- the files
@@ -318,7 +312,6 @@ def test_serve_config_is_valid_for_ray_serve() -> None:
     assert {d.name for d in app.deployments} == {"Front", "Segmenter"}
 
 
-@NEEDS_CLUSTER_SECTION
 def test_the_application_builder_takes_the_configmap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,6 +404,7 @@ def test_scrape_config_reads_the_fronts_service_discovery() -> None:
     assert {"targetLabel": "job", "replacement": "fakewatch"} in scrape["spec"]["relabelings"]
 
 
+@pytest.mark.peer
 def test_local_prometheus_config(tmp_path: Path) -> None:
     """deploy/prometheus/cluster.yml: promtool accepts it, its targets are the local
     front's port of the ConfigMap, and its job is the one alerts.yml watches."""
@@ -506,13 +500,12 @@ def _environ(group: str) -> dict[str, str]:
     return environ
 
 
-def _config(group: str, folder: Path) -> ServiceConfig:
+def _config(group: str, folder: Path) -> ClusterServiceConfig:
     path = folder / _config_path().name
     path.write_text(_configmap()["data"][_config_path().name])
-    return load_config(path, _environ(group))
+    return load_cluster_config(path, _environ(group))
 
 
-@NEEDS_CLUSTER_SECTION
 def test_configmap_config_loads_on_every_ray_pod(tmp_path: Path) -> None:
     for group in _groups():
         config = _config(group, tmp_path)
@@ -531,14 +524,12 @@ def _cluster_section() -> dict[str, Any]:
     return section
 
 
-@NEEDS_CLUSTER_SECTION
 def test_cluster_section_loads_as_written(tmp_path: Path) -> None:
     cluster = _config("head", tmp_path).cluster
     for key, value in _cluster_section().items():
         assert getattr(cluster, key) == value, key
     # what fakewatch.cluster.launch builds the Segmenter with, where it says
-    if hasattr(cluster, "max_ongoing"):
-        assert cluster.max_ongoing == _deployments()["Segmenter"]["max_ongoing_requests"]
+    assert cluster.max_ongoing == _deployments()["Segmenter"]["max_ongoing_requests"]
 
 
 def test_redis_serves_fakewatch_and_the_gcs() -> None:

@@ -42,8 +42,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from fakewatch.cluster.config import load_cluster_config
 from fakewatch.stream.config import ConfigError, ServiceConfig, load_config
-from tests.conftest import missing
+from tests.support.peers import missing
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -848,6 +849,6 @@ def _check_webhook_example(
     data["webhooks"]["endpoints"] = [{**endpoint, "secrets_file": str(secrets_file)}]
     enabled = tmp / "enabled.yaml"
     enabled.write_text(yaml.safe_dump(data))
-    config = load_config(enabled, environ)
+    config = load_cluster_config(enabled, environ)  # the format of both commands
     (loaded,) = config.webhooks.endpoints
     assert loaded.name == endpoint["name"] and len(loaded.keys()) == 1

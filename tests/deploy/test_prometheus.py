@@ -16,15 +16,8 @@ tests are skipped, or fail when ``CI`` is set: CI must run them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,7 +31,6 @@ import yaml
 from aiohttp import web
 
 from fakewatch.stream.metrics import PipelineMetrics
-from tests.conftest import missing
 from tests.deploy.dashboard import (
     PROMETHEUS_DIR,
     STREAM,
@@ -50,31 +42,21 @@ from tests.deploy.dashboard import (
     metric_names,
     single_machine_queries,
 )
-from tests.media import face_clip, write_video
-from tests.stream.harness import serving
+from tests.support.media import face_clip, write_video
+from tests.support.prometheus_server import (
+    cluster_scrape_config,
+    prometheus_server,
+    promtool,
+    require,
+    scrape_config,
+)
+from tests.support.service import serving
+from tests.support.webhooks import Receiver, endpoint, receiving
 
-DEBIAN_PACKAGE = "prometheus"
 HOOK = "receiver"
 """The webhook endpoint the live test configures (the ``endpoint`` label)."""
 DATA_TIMEOUT_S = 30.0
 """How long every query may take to find data once Prometheus is ready."""
-
-
-def require(tool: str) -> str:
-    """The path of ``tool``; skip the calling test without it, or fail under CI."""
-    path = shutil.which(tool)
-    if path is not None:
-        return path
-    missing("the Prometheus tests", f"{tool} is not installed: apt-get install {DEBIAN_PACKAGE}")
-
-
-def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
-    result = subprocess.run(
-        [require("promtool"), *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
-    return output
 
 
 # ---------------------------------------------------------------- without a server
@@ -98,6 +80,7 @@ def test_every_alert_reads_exported_metrics_and_has_a_unit_test() -> None:
     assert set(names) <= tested, f"alerts without a unit test: {set(names) - tested}"
 
 
+@pytest.mark.peer
 def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(
     tmp_path: Path,
 ) -> None:
@@ -111,96 +94,6 @@ def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests_pass(
 
 
 # ---------------------------------------------------------------- against the service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def scrape_config(target: str, folder: Path) -> Path:
-    """deploy/prometheus/prometheus.yml pointed at ``target``, scraping every second."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "fakewatch"
-    job["static_configs"] = [{"targets": [target]}]
-    path = folder / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@contextlib.asynccontextmanager
-async def prometheus_server(config: Path, folder: Path) -> AsyncIterator[str]:
-    """A Prometheus server on a free local port running ``config``: its base URL once
-    ready. Stopped (SIGTERM, then SIGKILL after 10 s) on exit."""
-    binary = require("prometheus")
-    with tempfile.TemporaryFile() as log:
-        for _ in range(3):  # the free port may be taken before Prometheus binds it
-            url = f"http://127.0.0.1:{free_port()}"
-            command = [binary, f"--config.file={config}",
-                       f"--storage.tsdb.path={folder / 'tsdb'}",
-                       f"--web.listen-address={url.removeprefix('http://')}",
-                       "--log.level=warn"]  # fmt: skip
-            process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-            try:
-                if await wait_ready(url, process):
-                    yield url
-                    return
-            finally:
-                stop(process)
-        log.seek(0)
-        raise RuntimeError(f"Prometheus did not start:\n{log.read().decode(errors='replace')}")
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> bool:
-    """True once Prometheus answers /-/ready, False when it exited first."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while process.poll() is None:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{url}/-/ready") as response:
-                    if response.status == 200:
-                        return True
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Prometheus at {url} not ready after {timeout} s")
-            await asyncio.sleep(0.2)
-    return False
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@contextlib.asynccontextmanager
-async def webhook_receiver() -> AsyncIterator[tuple[str, list[str]]]:
-    """A local webhook endpoint that accepts every delivery: its URL and the event types
-    of the deliveries it received."""
-    received: list[str] = []
-
-    async def accept(request: web.Request) -> web.Response:
-        received.append(str((await request.json()).get("type")))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", accept)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", received
-    finally:
-        await runner.cleanup()
 
 
 async def api(http: aiohttp.ClientSession, path: str, **params: str) -> Any:
@@ -234,6 +127,7 @@ async def failing_queries(http: aiohttp.ClientSession, queries: list[Query]) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.peer
 @pytest.mark.timeout(120)
 def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
     tmp_path: Path, astronaut: np.ndarray
@@ -243,12 +137,10 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
     dashboard = load_dashboard()
     # the Cluster row reads labels only a cluster's targets have (component, shard, node)
     queries = single_machine_queries(dashboard)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
     async def run() -> None:
-        async with webhook_receiver() as (hook_url, received):
-            endpoint = {"name": HOOK, "url": hook_url, "secrets": [secret], "allow_private": True}
-            webhooks: dict[str, Any] = {"webhooks.endpoints": [endpoint]}
+        async with receiving() as receiver:
+            webhooks: dict[str, Any] = {"webhooks.endpoints": [endpoint(receiver, HOOK)]}
             async with serving(tmp_path / "state", **webhooks) as service:
                 await service.add(str(clip), STREAM)
                 target = urlsplit(service.base).netloc
@@ -257,9 +149,9 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
                     prometheus_server(config, tmp_path) as url,
                     aiohttp.ClientSession(base_url=url) as http,
                 ):
-                    await check(http, target, received)
+                    await check(http, target, receiver)
 
-    async def check(http: aiohttp.ClientSession, target: str, received: list[str]) -> None:
+    async def check(http: aiohttp.ClientSession, target: str, receiver: Receiver) -> None:
         deadline = time.monotonic() + DATA_TIMEOUT_S
         while failures := await failing_queries(http, queries):
             if time.monotonic() > deadline:
@@ -268,6 +160,7 @@ def test_prometheus_scrapes_the_service_and_every_dashboard_query_has_data(
                     f"after {DATA_TIMEOUT_S:.0f} s:\n" + "\n".join(failures)
                 )
             await asyncio.sleep(1)
+        received = [request.json()["type"] for request in receiver.requests]
         assert "stream.up" in received, f"the webhook endpoint got {received}"
 
         (scraped,) = (await api(http, "/api/v1/targets"))["activeTargets"]
@@ -337,22 +230,8 @@ async def stand_in_front(targets: list[dict[str, Any]]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def cluster_scrape_config(front: str, folder: Path) -> Path:
-    """deploy/prometheus/cluster.yml pointed at the front ``front``, every second."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "cluster.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
-    (job,) = config["scrape_configs"]
-    (static,) = job["static_configs"]
-    static["targets"] = [front]
-    (discovery,) = job["http_sd_configs"]
-    discovery.update(url=f"http://{front}/cluster/targets", refresh_interval="1s")
-    path = folder / "cluster.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.mark.slow
+@pytest.mark.peer
 @pytest.mark.timeout(120)
 def test_cluster_queries_have_data_through_the_fronts_discovery(
     tmp_path: Path, astronaut: np.ndarray

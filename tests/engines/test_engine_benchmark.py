@@ -11,20 +11,21 @@ import math
 
 import pytest
 
-from benchmarks.engine import (
-    BASELINE,
-    Peak,
-    estimate_peak,
-    find_compiler,
-    measure_engines,
-    peak_flops,
-    peak_section,
-    ratios_section,
-)
 from fakewatch.engines.bench import flops_per_crop
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.defaults import default_bundle_path
 from fakewatch.engines.runtimes import open_engine
+from tests.support.scripts import benchmark_script
+
+engine_benchmark = benchmark_script("engine")
+BASELINE = engine_benchmark.BASELINE
+Peak = engine_benchmark.Peak
+estimate_peak = engine_benchmark.estimate_peak
+find_compiler = engine_benchmark.find_compiler
+measure_engines = engine_benchmark.measure_engines
+peak_flops = engine_benchmark.peak_flops
+peak_section = engine_benchmark.peak_section
+ratios_section = engine_benchmark.ratios_section
 
 
 def _sane(value: float | None) -> bool:

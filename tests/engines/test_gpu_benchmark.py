@@ -3,7 +3,6 @@ without fakewatch's dependencies (the plain-torch network and the safetensors re
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,6 +13,8 @@ from types import ModuleType
 import pytest
 import torch
 
+from tests.support.scripts import benchmark_script
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu.py"
 BUNDLE = REPO / "engines" / "default_bundle"
@@ -21,12 +22,7 @@ BUNDLE = REPO / "engines" / "default_bundle"
 
 @pytest.fixture(scope="module")
 def gpu_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fakewatch_gpu_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("gpu")
 
 
 def test_cpu_quick_run_writes_rows_ratios_and_reasons(tmp_path: Path) -> None:

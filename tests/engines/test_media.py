@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fakewatch.engines.media import MediaError, iter_frames
-from tests.media import write_video
+from tests.support.media import write_video
 
 
 def write_clip(path: Path, frames: int = 12, fps: int = 6) -> None:

@@ -130,11 +130,16 @@ class TestOpenVinoF32(EngineContract):
 class TestOpenVinoBf16(EngineContract):
     """bf16 keeps 8 mantissa bits. Random weights amplify rounding (single pixels move
     by up to 0.7, the mean by 0.07), so on this bundle only frame scores are held
-    tightly; `fakewatch engine build --precision bf16` measures trained bundles."""
+    tightly; `fakewatch engine build --precision bf16` measures trained bundles.
+
+    Measured on these inputs (AMD EPYC with AVX512-BF16, OpenVINO 2026.4): largest pixel
+    difference 0.701, mean 0.073, frame scores 0.0065; every batch size gives the same
+    masks. The pixel bound leaves about 15% above the largest seen: a probability that
+    flips from one end of 0..1 to the other still fails."""
 
     backend = "openvino"
     precision = "bf16"
-    mask_tolerance = 1.0
+    mask_tolerance = 0.8
     mean_tolerance = 0.1
     score_tolerance = 0.03
 

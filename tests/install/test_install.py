@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCE_FOLDERS = ("engines", "training", "stream", "cli")
+SOURCE_FOLDERS = ("engines", "training", "stream", "cluster", "cli")
 IMPORT_CHECK = """
 import json, fakewatch.engines, fakewatch.training, fakewatch.stream, fakewatch.cli.main
-import fakewatch.engines.runtimes, fakewatch.engines.bundle
+import fakewatch.engines.runtimes, fakewatch.engines.bundle, fakewatch.cluster.config
+import fakewatch.stream.host, fakewatch.stream.http.pages as pages
+assert (pages.WEB / "index.html").is_file(), pages.WEB
 print(json.dumps({m: __import__(m, fromlist=['x']).__file__ for m in
-      ['fakewatch.engines', 'fakewatch.training', 'fakewatch.stream', 'fakewatch.cli']}))
+      ['fakewatch.engines', 'fakewatch.training', 'fakewatch.stream', 'fakewatch.cluster',
+       'fakewatch.cli']}))
 """
 
 
@@ -112,6 +115,9 @@ def test_wheel_holds_only_the_fakewatch_namespace(wheel: Path) -> None:
     for folder in SOURCE_FOLDERS:
         assert any(n.startswith(f"fakewatch/{folder}/") for n in names), folder
     assert "fakewatch/engines/runtimes/openvino_engine.py" in names
+    for stage in ("sources", "analysis", "sinks", "http"):
+        assert f"fakewatch/stream/{stage}/__init__.py" in names, stage
+    assert "fakewatch/stream/http/web/index.html" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
         "fakewatch = fakewatch.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -30,7 +30,7 @@ KEYINT = 4
 def face_frames() -> list[np.ndarray]:
     from skimage import data
 
-    from tests.media import face_clip
+    from tests.support.media import face_clip
 
     return face_clip(np.ascontiguousarray(data.astronaut()), FRAMES, SIZE)
 

@@ -5,7 +5,7 @@ hang a source, a corrupted middle is recovered from at the next keyframe, and
 Inputs are real encodings of the astronaut's face made here with PyAV, spoiled by
 hypothesis strategies (bounded: a fixed number of examples, derandomized, a deadline
 each), plus the checked-in cases of ``media_cases/`` (``make_media_cases.py`` writes them).
-Each goes through the real :class:`~fakewatch.stream.ffmpeg_source.FFmpegSource` as a
+Each goes through the real :class:`~fakewatch.stream.sources.ffmpeg.FFmpegSource` as a
 local file: within ``BOUND_S`` it must deliver frames or go ``down`` with an error, and
 its decoder thread must still be alive (an exception it did not expect would end it).
 """
@@ -28,10 +28,11 @@ from hypothesis import strategies as st
 
 from fakewatch.cli.main import main
 from fakewatch.stream.config import SourceConfig
-from fakewatch.stream.ffmpeg_source import FFmpegSource
-from fakewatch.stream.frames import LatestFrame, SourceFrame, SourceStatus
-from tests.media import face_clip
+from fakewatch.stream.sources.ffmpeg import FFmpegSource
+from fakewatch.stream.sources.frames import LatestFrame, SourceFrame
+from fakewatch.stream.sources.source import SourceStatus
 from tests.reliability.make_media_cases import encode
+from tests.support.media import face_clip
 
 CASES = Path(__file__).resolve().parent / "media_cases"
 BOUND_S = 8.0

@@ -24,15 +24,15 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fakewatch.engines.faces import Face, FaceDetector
-from fakewatch.stream.batcher import Segmenter
+from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.segmenter import Segmenter
 from fakewatch.stream.config import load_config
-from fakewatch.stream.frames import DropReason
-from fakewatch.stream.pipeline import Pipeline
-from fakewatch.stream.service import open_service, running
-from tests.media import face_clip, write_video
+from fakewatch.stream.host import open_service, running
+from fakewatch.stream.sources.frames import DropReason
+from tests.support.media import face_clip, write_video
+from tests.support.prometheus import metric
 
 TOKEN = "stall-test-token-0123456789"
 TIMEOUT_S = 1.5  # batcher.infer_timeout_s and analysis.detect_timeout_s in these tests
@@ -107,13 +107,7 @@ class Running:
 
     async def metric(self, name: str, **labels: str) -> float:
         async with self.http.get("/metrics") as response:
-            text = await response.text()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
-                if sample.name == name and wanted:
-                    return float(sample.value)
-        raise AssertionError(f"no sample {name}{labels}")
+            return metric(await response.text(), name, **labels)
 
     async def wait_state(self, stream: str, check: Any, timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

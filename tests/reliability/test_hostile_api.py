@@ -27,11 +27,11 @@ import pytest
 
 from fakewatch.cli.main import main
 from fakewatch.engines.faces import RetinaFaceDetector
-from fakewatch.stream.api import MAX_JSON_BYTES, build_app
 from fakewatch.stream.config import ConfigError, load_config
-from tests.media import face_clip, write_video
+from fakewatch.stream.http.streams import MAX_JSON_BYTES
 from tests.reliability.test_secrets import restored_logging
-from tests.stream.harness import TOKEN, Service, serving
+from tests.support.media import face_clip, write_video
+from tests.support.service import TOKEN, Service, serving
 
 CLIENT_MAX_SIZE = 1024 * 1024
 BARRAGE_S = 5.0
@@ -89,9 +89,8 @@ async def chunks(size: int, piece: int = 16384) -> AsyncIterator[bytes]:
 
 def api_routes(service: Service) -> list[tuple[str, str]]:
     """``(method, path)`` of every ``/api/`` route of the app, placeholders filled."""
-    app = build_app(service.service)
     found = []
-    for route in app.router.routes():
+    for route in service.host.app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter") or ""
         if path.startswith("/api/"):

@@ -25,10 +25,10 @@ from fakewatch.cli.main import main
 from fakewatch.engines.bundle import MANIFEST_NAME, BundleError, EngineBundle
 from fakewatch.engines.defaults import default_bundle_path
 from fakewatch.stream.config import load_config
-from fakewatch.stream.service import open_service
+from fakewatch.stream.host import open_service
 from tests.engines.test_bundle import _edit_manifest
 from tests.reliability.test_secrets import restored_logging
-from tests.stream.harness import serving
+from tests.support.service import serving
 from tests.test_layering import _sources
 
 Tamper = Callable[[Path, Path], str]

@@ -26,14 +26,18 @@ from typing import Any
 
 import pytest
 
-from fakewatch.stream.events import EventType
-from fakewatch.stream.frames import SourceFrame, SourceStatus
-from fakewatch.stream.pipeline import FaceObservation, Pipeline, StreamState
-from tests.reliability.conftest import LogRecords, metric_value
-from tests.stream.conftest import StartRtspServer
-from tests.stream.harness import Service, serving
+from fakewatch.stream.analysis.events import EventType
+from fakewatch.stream.analysis.observers import FaceObservation
+from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.sources.frames import SourceFrame
+from fakewatch.stream.sources.source import SourceStatus
+from tests.support.logs import LogRecords
+from tests.support.prometheus import metric_value
+from tests.support.rtsp import StartRtspServer
+from tests.support.service import Service, serving
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.peer]
 
 INITIAL_S, CAP_S, JITTER = 0.2, 2.0, 0.2
 FPS = 5.0
@@ -120,11 +124,6 @@ def reconnects(logs: LogRecords, statuses: StatusLog, source: str) -> list[Recon
     return found
 
 
-async def metrics_text(service: Service) -> str:
-    async with service.http.get("/metrics") as response:
-        return await response.text()
-
-
 def test_rtsp_server_killed_ten_times_recovers_within_the_cap_and_spares_other_streams(
     rtsp_server: StartRtspServer, long_face_video: Path, fakewatch_logs: LogRecords
 ) -> None:
@@ -157,7 +156,7 @@ def test_rtsp_server_killed_ten_times_recovers_within_the_cap_and_spares_other_s
             steady_rate = len(steady_times) / (ended - started)
             steady_gap = max(t1 - t0 for t0, t1 in itertools.pairwise(steady_times))
             delays = reconnects(fakewatch_logs, statuses, flaky.bare_url)
-            text = await metrics_text(service)
+            text = await service.metrics_text()
             reconnect_count = metric_value(
                 text, "fakewatch_stream_reconnects_total", stream="flaky"
             )
@@ -269,7 +268,7 @@ async def wait_metric_zero(service: Service, stream: str, timeout: float) -> flo
     """When ``fakewatch_stream_up{stream}`` read 0 (polling /metrics every 0.1 s)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if metric_value(await metrics_text(service), "fakewatch_stream_up", stream=stream) == 0:
+        if metric_value(await service.metrics_text(), "fakewatch_stream_up", stream=stream) == 0:
             return time.time()
         await asyncio.sleep(0.1)
     raise AssertionError(f"fakewatch_stream_up{{stream={stream!r}}} stayed 1")
@@ -329,7 +328,7 @@ def test_a_frozen_rtsp_server_is_marked_down_and_the_stream_reconnects(
                         first.fields["attempt"],  # type: ignore[attr-defined]
                     )
                 )
-            text = await metrics_text(service)
+            text = await service.metrics_text()
 
         print(f"\nfrozen RTSP server (SIGSTOP), stall timeout {WATCHDOG_S:g} s:")
         for n, (down_s, metric_s, up_s, analysed_s, detail, attempt) in enumerate(figures, 1):
@@ -376,7 +375,7 @@ def test_a_black_hole_connection_is_marked_down_and_silent_servers_never_hang_an
             fresh_statuses = StatusLog.attach(service.pipeline.streams[fresh])
             await asyncio.sleep(3 * open_timeout)
             silent = await service.state(fresh)
-            text = await metrics_text(service)
+            text = await service.metrics_text()
             relay.hold(False)
             released = time.time()
             ups = await service.events.wait_for(EventType.STREAM_UP, live, 2, timeout=20)

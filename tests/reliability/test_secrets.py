@@ -27,13 +27,14 @@ import pytest
 import yaml
 
 from fakewatch.cli.main import main
-from fakewatch.stream.events import EventType
+from fakewatch.stream.analysis.events import EventType
+from fakewatch.stream.http.views import stream_view
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging
-from tests.media import face_clip, write_video
-from tests.stream.conftest import RtspServer, require_rtsp_server
-from tests.stream.harness import serving
-from tests.stream.test_ffmpeg_source import free_port
-from tests.stream.test_webhooks import endpoint, hooks, receiving
+from tests.support.media import face_clip, write_video
+from tests.support.peers import free_port
+from tests.support.rtsp import RtspServer, require_rtsp_server
+from tests.support.service import serving
+from tests.support.webhooks import endpoint, hooks, receiving
 
 CONFIGURED_LOGGERS = (LOGGER_NAME, "aiohttp.access", "aiortc", "aioice")
 
@@ -90,6 +91,7 @@ class Places:
 
 
 @pytest.mark.reliability
+@pytest.mark.peer
 def test_stream_passwords_and_tokens_never_appear_anywhere(
     face_video: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -196,7 +198,7 @@ async def _watch(
                 json.dumps([e.to_dict() for e in service.events.events]),
             )
             states = {sid: service.pipeline.streams[sid] for sid in (door, bad, gone)}
-            places.add("stream snapshots", json.dumps([s.snapshot() for s in states.values()]))
+            places.add("stream snapshots", json.dumps([stream_view(s) for s in states.values()]))
             places.add("source descriptions", " ".join(s.description for s in states.values()))
             assert states[bad].source is not None
             places.add("sources' last errors", " ".join(

@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.media import face_clip, write_video
-from tests.stream.test_webhooks import Receiver, Reply, new_secret
+from tests.support.media import face_clip, write_video
+from tests.support.webhooks import Receiver, Reply, new_secret
 
 TOKEN = "shutdown-test-token-0123456789"
 STREAMS = 5

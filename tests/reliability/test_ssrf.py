@@ -24,14 +24,14 @@ from aiohttp import web
 
 from fakewatch.cli.main import main
 from fakewatch.stream.config import ConfigError, SourceConfig
-from fakewatch.stream.ffmpeg_source import FFmpegSource, SourceURLError
-from fakewatch.stream.frames import SourceStatus
-from fakewatch.stream.outbox import Status
+from fakewatch.stream.sinks.outbox import Status
+from fakewatch.stream.sources.ffmpeg import FFmpegSource, SourceURLError
+from fakewatch.stream.sources.source import SourceStatus
 from fakewatch.stream.urlguard import address_refusal
 from tests.reliability.test_secrets import restored_logging
-from tests.stream.harness import serving
 from tests.stream.test_ffmpeg_source import Recorder
-from tests.stream.test_webhooks import emit, health, new_secret, wait_rows
+from tests.support.service import serving
+from tests.support.webhooks import emit, health, new_secret, wait_rows
 
 REASONS = (
     "loopback",
@@ -244,7 +244,7 @@ def test_a_name_that_re_resolves_to_loopback_is_refused_at_delivery(
     async def public(host: str, port: int, allow_private: bool = False) -> list[str]:
         return ["93.184.216.34"]
 
-    monkeypatch.setattr("fakewatch.stream.webhooks.resolve_checked", public)
+    monkeypatch.setattr("fakewatch.stream.sinks.delivery.resolve_checked", public)
 
     async def check() -> None:
         async with listening() as listener:

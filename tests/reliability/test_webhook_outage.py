@@ -2,7 +2,7 @@
 
 The service is the real one (``serving``): its WebhookSink writes each event to the
 SQLite outbox and its delivery worker POSTs them to a real receiver on a loopback port
-(``tests.stream.test_webhooks.Receiver``), which verifies every request with the
+(``tests.support.webhooks.Receiver``), which verifies every request with the
 ``standardwebhooks`` reference library. The receiver answers 500 for a while, then
 200; a second endpoint answers 410 Gone and must be disabled after its first answer.
 Backoffs are shortened through the configuration so the outage drains in seconds.
@@ -20,12 +20,13 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from fakewatch.stream.analysis.events import EventType
 from fakewatch.stream.config import webhook_secret_key
-from fakewatch.stream.events import EventType
-from fakewatch.stream.outbox import Status
-from fakewatch.stream.webhooks import sign
-from tests.stream.harness import serving
-from tests.stream.test_webhooks import (
+from fakewatch.stream.sinks.outbox import Status
+from fakewatch.stream.sinks.signing import sign
+from tests.support.prometheus import metric
+from tests.support.service import serving
+from tests.support.webhooks import (
     Receiver,
     Reply,
     Request,
@@ -33,11 +34,9 @@ from tests.stream.test_webhooks import (
     endpoint,
     health,
     hooks,
-    metrics_text,
     new_secret,
     outcomes,
     run,
-    sample,
     wait_rows,
 )
 
@@ -97,11 +96,11 @@ def test_a_thousand_events_survive_an_outage_and_410_disables_its_endpoint() -> 
             gone_rows = [r for r in rows if r.endpoint == "gone"]
             assert 1 <= len(gone_requests) <= 16  # at most the attempts already in flight
             assert {r.status for r in gone_rows} == {Status.DISABLED}
-            text = await metrics_text(service)
+            text = await service.metrics_text()
             ops = outcomes(text, "ops")
             assert ops["delivered"] == EVENTS and ops["failed"] == ops["dropped"] == 0
             assert ops["retried"] == sum(r.status == 500 for r in hook_requests)
-            assert sample(text, "fakewatch_webhook_outbox_pending", endpoint="ops") == 0
+            assert metric(text, "fakewatch_webhook_outbox_pending", endpoint="ops") == 0
             # queued before it was disabled: marked disabled; after: never queued
             assert outcomes(text, "gone")["disabled"] == EVENTS
 

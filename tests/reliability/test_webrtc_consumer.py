@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.soak import Figures, webrtc_paused
-from tests.media import face_clip
-from tests.stream.harness import TOKEN, serving
-from tests.stream.webrtc_publisher import close_publisher, publish_whip
+from tests.support.load import Figures, webrtc_paused
+from tests.support.media import face_clip
+from tests.support.service import TOKEN, serving
+from tests.support.webrtc import close_publisher, publish_whip
 
 pytestmark = pytest.mark.reliability
 

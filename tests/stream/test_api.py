@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from fakewatch.cli.main import main
-from fakewatch.stream.config import load_config
-from tests.media import face_clip, write_video
-from tests.stream.harness import TOKEN, serving
+from fakewatch.cluster.config import load_cluster_config
+from tests.support.media import face_clip, write_video
+from tests.support.service import TOKEN, serving
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,8 @@ def test_the_example_config_round_trips_and_serve_refuses_bad_settings(
     assert main(["serve", "--print-config"]) == 0
     printed = tmp_path / "fakewatch.yaml"
     printed.write_text(capsys.readouterr().out)
-    assert load_config(printed, environ={}) == load_config(environ={})
+    # the format serve and cluster both read: the service's sections and cluster:
+    assert load_cluster_config(printed, environ={}) == load_cluster_config(environ={})
     printed.write_text("analysis:\n  fps: 500\n")
     assert main(["serve", "--config", str(printed)]) == 2
     assert "analysis.fps: Input should be less than or equal to 60" in capsys.readouterr().err
@@ -100,7 +101,7 @@ def test_the_example_config_round_trips_and_serve_refuses_bad_settings(
 def test_removing_an_alerting_stream_closes_its_alert(
     astronaut: np.ndarray, tmp_path: Path
 ) -> None:
-    from fakewatch.stream.events import EventType
+    from fakewatch.stream.analysis.events import EventType
 
     clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 30, (640, 480)))
     thresholds = {"vote.enter_threshold": 0.05, "vote.exit_threshold": 0.04, "vote.min_frames": 2}

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from fakewatch.stream.batcher import CropBatcher
-from fakewatch.stream.frames import DropReason
+from fakewatch.stream.analysis.batcher import CropBatcher
+from fakewatch.stream.sources.frames import DropReason
 
 
 class MeanSegmenter:

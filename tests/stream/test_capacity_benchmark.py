@@ -7,7 +7,10 @@ import asyncio
 
 import pytest
 
-from benchmarks.capacity import Decision, Point, find_capacity
+from tests.support.scripts import benchmark_script
+
+capacity = benchmark_script("capacity")
+Decision, Point, find_capacity = capacity.Decision, capacity.Point, capacity.find_capacity
 
 CPU = {"wall_s": 10.0, "own_cpu_s": 5.0, "own": 0.25, "server": 0.01, "machine": 0.3}
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fakewatch.stream.config import ConfigError, ServiceConfig, load_config
+from fakewatch.cluster.config import ClusterServiceConfig
+from fakewatch.stream.config import ConfigError, load_config
 
 
 def test_defaults_serve_loopback_with_the_shipped_engine() -> None:
@@ -63,7 +64,8 @@ def test_off_loopback_needs_a_long_token() -> None:
 
 def test_every_limit_has_bounds_and_a_description() -> None:
     checked = 0
-    for section in ServiceConfig.model_fields.values():
+    # the cluster's configuration: the service's sections and its own
+    for section in ClusterServiceConfig.model_fields.values():
         model = section.annotation
         if not isinstance(model, type) or not hasattr(model, "model_fields"):
             continue

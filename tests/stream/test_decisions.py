@@ -15,12 +15,14 @@ from pathlib import Path
 import av
 import pytest
 
-from fakewatch.cli.demo_command import DEFAULT_CACHE, SPAN, demo_clips
-from fakewatch.stream.events import Event, EventType
-from tests.conftest import REPO, missing
-from tests.media import write_video
-from tests.stream.conftest import StartRtspServer
-from tests.stream.harness import Service, serving
+from fakewatch.stream.analysis.events import Event, EventType
+from fakewatch.training.demo_clip import DEFAULT_CACHE, SPAN, demo_clips
+from tests.support.media import write_video
+from tests.support.peers import REPO, missing
+from tests.support.rtsp import StartRtspServer
+from tests.support.service import Service, serving
+
+pytestmark = pytest.mark.peer
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fakewatch.engines.crop import Box, crop_face
-from fakewatch.stream.events import Event, EventType, Evidence, WindowSummary
-from fakewatch.stream.evidence import EvidenceStore
-from tests.stream.harness import serving
+from fakewatch.stream.analysis.events import Event, EventType, Evidence, WindowSummary
+from fakewatch.stream.sinks.evidence import EvidenceStore
+from tests.support.service import serving
 
 
 def suspected(frame: np.ndarray, score: float = 0.93) -> Event:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.config import SourceConfig
-from fakewatch.stream.ffmpeg_source import (
+from fakewatch.stream.sources.ffmpeg import (
     FFmpegSource,
     SourceURLError,
-    backoff_delay,
     check_url,
     protocol_whitelist,
 )
-from fakewatch.stream.frames import DropReason, LatestFrame, SourceStatus
-from tests.media import face_clip, write_video
-from tests.stream.conftest import StartRtspServer
+from fakewatch.stream.sources.frames import DropReason, LatestFrame
+from fakewatch.stream.sources.source import SourceStatus
+from tests.support.media import face_clip, write_video
+from tests.support.peers import free_port
+from tests.support.rtsp import StartRtspServer
 
 
 @pytest.mark.parametrize(
@@ -59,10 +60,16 @@ def test_allowed_urls_and_their_protocol_whitelist(tmp_path: Path) -> None:
 def test_backoff_doubles_is_capped_and_jittered() -> None:
     config = SourceConfig(reconnect_initial_s=0.5, reconnect_max_s=4.0, reconnect_jitter=0.2)
     rng = random.Random(0)
-    delays = [backoff_delay(n, config, rng) for n in range(8)]
+    initial, longest, jitter = (
+        config.reconnect_initial_s,
+        config.reconnect_max_s,
+        config.reconnect_jitter,
+    )
+    delays = [backoff_delay(n, initial, longest, jitter, rng) for n in range(8)]
     for n, delay in enumerate(delays):
         base = min(4.0, 0.5 * 2**n)
         assert 0.8 * base <= delay <= 1.2 * base
+        assert delay <= 4.0  # the cap holds after the jitter too
     assert len({round(d, 6) for d in delays[4:]}) > 1  # jitter spreads the capped delays
 
 
@@ -98,12 +105,6 @@ def source(url: str, recorder: Recorder, **config: float | bool) -> FFmpegSource
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_refused_connection_is_retried_with_backoff() -> None:
     recorder = Recorder()
 
@@ -125,6 +126,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Pat
     return write_video(path, face_clip(astronaut, 80, (640, 480)))
 
 
+@pytest.mark.peer
 def test_a_frozen_server_is_detected_and_the_source_reconnects(
     rtsp_server: StartRtspServer, clip: Path
 ) -> None:

@@ -9,8 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from tests.media import face_clip, write_video
-from tests.stream.conftest import FAST_OPEN_OPTIONS, RTSP_OPTIONS, StartRtspServer
+from tests.support.media import face_clip, write_video
+from tests.support.rtsp import FAST_OPEN_OPTIONS, RTSP_OPTIONS, StartRtspServer
+
+pytestmark = pytest.mark.peer
 
 FPS = 10
 

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from fakewatch.cli.main import main
-from fakewatch.stream.events import EventType
-from tests.media import face_clip, write_video
-from tests.stream.conftest import StartRtspServer
-from tests.stream.harness import serving
+from fakewatch.stream.analysis.events import EventType
+from tests.support.media import face_clip, write_video
+from tests.support.rtsp import StartRtspServer
+from tests.support.service import serving
+
+pytestmark = pytest.mark.peer
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from fakewatch.stream.events import EventType
-from tests.media import face_clip
-from tests.stream.harness import TOKEN, serving
-from tests.stream.webrtc_publisher import publish_offer_json, publish_whip
+from fakewatch.stream.analysis.events import EventType
+from tests.support.media import face_clip
+from tests.support.service import TOKEN, serving
+from tests.support.webrtc import publish_offer_json, publish_whip
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakewatch.engines.crop import Box
 from fakewatch.engines.faces import Face
-from fakewatch.stream.tracker import FaceTracker
+from fakewatch.stream.analysis.tracker import FaceTracker
 
 
 def face(x: float, y: float, side: float = 100) -> Face:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakewatch.stream.vote import Decision, SlidingWindowVote
+from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
 
 
 def vote(**kw: float) -> SlidingWindowVote[str]:

@@ -20,10 +20,11 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from fakewatch.stream.frames import DropReason, LatestFrame, SourceFrame, SourceStatus
-from fakewatch.stream.webrtc import MAX_OFFER_BYTES, WebRTCOfferError, WebRTCSource
-from tests.media import face_clip
-from tests.stream.webrtc_publisher import close_publisher, create_publisher, publish_whip
+from fakewatch.stream.sources.frames import DropReason, LatestFrame, SourceFrame
+from fakewatch.stream.sources.source import SourceStatus
+from fakewatch.stream.sources.webrtc import MAX_OFFER_BYTES, WebRTCOfferError, WebRTCSource
+from tests.support.media import face_clip
+from tests.support.webrtc import close_publisher, create_publisher, publish_whip
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,7 +156,7 @@ def test_oversized_frames_are_dropped_counted_and_logged_once(
         assert recorder.frames.take() is None
         assert recorder.source.status is SourceStatus.CONNECTING
 
-    caplog.set_level(logging.WARNING, logger="fakewatch.stream.webrtc")
+    caplog.set_level(logging.WARNING, logger="fakewatch.stream.sources.webrtc")
     publishing(clip, scenario, Recorder(max_size=(SIZE[0] - 2, SIZE[1])), fps=30)
     warnings = [record.getMessage() for record in caplog.records if "dropping" in record.message]
     assert warnings == ["webrtc:test: dropping 320x240 frames, larger than the maximum 318x240"]
@@ -288,7 +289,7 @@ def test_stop_gives_up_on_a_hung_close_after_the_timeout(
         assert recorder.source.status is SourceStatus.STOPPED
         await real_close()
 
-    caplog.set_level(logging.WARNING, logger="fakewatch.stream.webrtc")
+    caplog.set_level(logging.WARNING, logger="fakewatch.stream.sources.webrtc")
     publishing(clip, scenario, Recorder(close_timeout_s=0.2))
     assert "did not close within 0.2 s" in caplog.text
 

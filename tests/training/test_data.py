@@ -19,7 +19,7 @@ from fakewatch.training.data import (
     split_of,
 )
 from fakewatch.training.shards import SampleMeta, ShardSet
-from tests.media import face_clip, write_video
+from tests.support.media import face_clip, write_video
 
 SPEC = ModelSpec(input_size=96, decoder_channels=(32, 16, 16, 8, 8))
 

@@ -12,7 +12,7 @@ from fakewatch.training.datasets import (
     read_pairs_folder,
     read_real_folder,
 )
-from tests.media import write_video
+from tests.support.media import write_video
 
 
 @pytest.fixture(scope="module")

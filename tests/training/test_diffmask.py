@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-import tests.media
+import tests.support.media
 from fakewatch.engines.crop import Box
 from fakewatch.engines.faces import Face, RetinaFaceDetector
 from fakewatch.engines.spec import ModelSpec
@@ -72,7 +72,7 @@ def paste_region(frame: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
 
 def write_video(path: Path, frames: list[np.ndarray], crf: int = 18) -> Path:
     """Full-chroma H.264, so colour edges of the pasted region survive encoding."""
-    return tests.media.write_video(path, frames, fps=10, crf=crf, pix_fmt="yuv444p")
+    return tests.support.media.write_video(path, frames, fps=10, crf=crf, pix_fmt="yuv444p")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fakewatch.cli.main import main
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.faces import default_face_detector
 from fakewatch.training.config import ConfigError, load_config
-from tests.media import face_clip, manipulate, write_video
+from tests.support.media import face_clip, manipulate, write_video
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.media import face_clip, write_video
-from tests.stream.harness import TOKEN
-from tests.web.conftest import OpenBrowser, ServiceThread, browser_log, require_chromium
+from fakewatch.stream.http.views import stream_view
+from tests.support.browser import OpenBrowser, browser_log, require_chromium
+from tests.support.media import face_clip, write_video
+from tests.support.service import TOKEN, ServiceThread
+
+pytestmark = pytest.mark.peer
 
 T = TypeVar("T")
 
@@ -55,7 +58,7 @@ class Live:
 
         async def read() -> dict[str, dict[str, Any]]:
             states = self.service.service.pipeline.streams.values()
-            return {state.name: state.snapshot() for state in states}
+            return {state.name: stream_view(state) for state in states}
 
         return self.service.call(read())
 

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from tests.stream.harness import serving
+from tests.support.service import serving
 
 
 def test_pages_and_static_files_are_served_without_the_token() -> None:

@@ -116,37 +116,3 @@ class LatestFrame:
         with self._lock:
             frame, self._frame = self._frame, None
         return frame
-
-
-class SourceStatus(enum.StrEnum):
-    CONNECTING = "connecting"
-    UP = "up"
-    DOWN = "down"
-    STOPPED = "stopped"
-
-
-StatusListener = Callable[[SourceStatus, str], None]
-"""Called with the new status and a human-readable detail, possibly from a worker
-thread: listeners must be thread-safe (the pipeline hops onto its event loop)."""
-
-
-class Source(Protocol):
-    """A live video source feeding a :class:`LatestFrame`."""
-
-    frames: LatestFrame
-
-    @property
-    def status(self) -> SourceStatus: ...
-
-    @property
-    def description(self) -> str:
-        """What the source is, safe to log and show (credentials redacted)."""
-        ...
-
-    async def start(self) -> None:
-        """Begin receiving; returns at once (the work runs in a thread or a task)."""
-        ...
-
-    async def stop(self) -> None:
-        """Stop receiving and release everything; bounded in time."""
-        ...

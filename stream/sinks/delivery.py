@@ -1,46 +1,29 @@
-"""Events as signed webhooks (Standard Webhooks), delivered through a durable outbox.
+"""Webhook deliveries sent from the outbox: one worker per endpoint.
 
-:class:`WebhookSink` is an event sink: for every endpoint whose ``events`` filter takes
-the event it writes one row to the :class:`~fakewatch.stream.outbox.Outbox` and wakes
-the delivery worker; it never waits on the network. :class:`WebhookDelivery` runs one
-asyncio task per endpoint that POSTs due rows, at most ``max_in_flight`` at once.
-
-Each request carries the Standard Webhooks headers: ``webhook-id`` (``msg_<event id>``,
-the same on every attempt, for deduplication), ``webhook-timestamp`` (this attempt's
-time, in seconds) and ``webhook-signature``, one ``v1,<base64 HMAC-SHA256 of
-"{id}.{timestamp}.{body}">`` per live secret, separated by spaces (rotation). The body:
-
-    {"type": "deepfake.suspected", "timestamp": "2026-11-26T14:03:12.345Z",
-     "data": {<the event as the API shows it>, "evidence_urls": {"frame": ..., ...}}}
-
-``evidence_urls`` (absolute, from ``server.public_url`` or the address the API is bound
-to) come with suspected events whose evidence was stored. Outcomes: any 2xx is
-delivered; ``410 Gone`` disables the endpoint (kept across restarts until its URL
-changes); anything else (3xx included: redirects are not followed), a timeout or a
-connection error is retried after an exponential backoff with jitter, or after the
-``Retry-After`` the receiver asked for (capped at ``max_backoff_s``), until
-``max_attempts`` or ``max_age_s``. Deliveries are not ordered (the body's ``timestamp``
-says when the event happened). Every connection goes to an address checked when it is
-resolved: loopback, private, link-local, multicast and reserved addresses are refused
-unless the endpoint sets ``allow_private``.
+:class:`WebhookDelivery` runs one asyncio task per endpoint that POSTs its due rows of
+the :class:`~fakewatch.stream.sinks.outbox.Outbox`, at most ``max_in_flight`` at once,
+each signed (:mod:`~fakewatch.stream.sinks.signing`). Outcomes: any 2xx is delivered;
+``410 Gone`` disables the endpoint (kept across restarts until its URL changes);
+anything else (3xx included: redirects are not followed), a timeout or a connection
+error is retried after an exponential backoff with jitter, or after the ``Retry-After``
+the receiver asked for (capped at ``max_backoff_s``), until ``max_attempts`` or
+``max_age_s``. Every connection goes to an address checked when it is resolved:
+loopback, private, link-local, multicast and reserved addresses are refused unless the
+endpoint sets ``allow_private``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.utils
-import hashlib
-import hmac
-import json
 import logging
 import random
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,14 +32,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from fakewatch.engines.defaults import installed_version
-from fakewatch.stream.api import evidence_links
+from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.config import ConfigError, WebhookEndpoint, WebhooksConfig
-from fakewatch.stream.events import Event, EventType
-from fakewatch.stream.evidence import EvidenceStore
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
-from fakewatch.stream.outbox import Delivery, Outbox, Status, url_fingerprint
 from fakewatch.stream.redact import redact_text, redact_url
+from fakewatch.stream.sinks.outbox import Delivery, Outbox, Status, url_fingerprint
+from fakewatch.stream.sinks.signing import iso_time, sign
 from fakewatch.stream.urlguard import RefusedAddressError, refused_addresses, resolve_checked
 
 logger = logging.getLogger(f"{LOGGER_NAME}.webhooks")
@@ -69,26 +51,6 @@ OUTCOMES = ("delivered", "retried", "failed", "disabled", "dropped")
 
 class WebhookURLError(ConfigError):
     """A webhook endpoint whose host resolves only to addresses that are refused."""
-
-
-def webhook_id(event: Event) -> str:
-    """The Standard Webhooks message id of ``event``: the same for every attempt."""
-    return f"msg_{event.id}"
-
-
-def iso_time(seconds: float) -> str:
-    """``seconds`` since the epoch as ISO 8601 in UTC, to the millisecond."""
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def sign(keys: list[bytes], message_id: str, timestamp: str, body: str) -> str:
-    """The ``webhook-signature`` header: ``v1,<base64>`` for each key, space-separated."""
-    content = f"{message_id}.{timestamp}.{body}".encode()
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
-        for key in keys
-    )
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -277,10 +239,13 @@ class WebhookDelivery:
     def backoff(self, attempts: int) -> float:
         """The delay after ``attempts`` failed attempts: doubling, jittered, capped."""
         settings = self.settings
-        base = settings.initial_backoff_s * 2.0 ** min(attempts - 1, 40)
-        base = min(settings.max_backoff_s, base)
-        jitter = settings.backoff_jitter * (2 * self._random.random() - 1)
-        return min(settings.max_backoff_s, base * (1 + jitter))
+        return backoff_delay(
+            attempts - 1,
+            settings.initial_backoff_s,
+            settings.max_backoff_s,
+            settings.backoff_jitter,
+            self._random,
+        )
 
     async def _run(self, endpoint: _Endpoint) -> None:
         in_flight: set[asyncio.Task[None]] = set()
@@ -465,78 +430,3 @@ class WebhookDelivery:
                     retry_in_s=delay,
                 )
         self.metrics.webhook_pending.labels(name).set(pending)
-
-
-class WebhookSink:
-    """Turns events into outbox rows, one per endpoint that takes the event; an event
-    sink. :meth:`start` and :meth:`close` run the delivery worker with the service."""
-
-    def __init__(
-        self,
-        settings: WebhooksConfig,
-        evidence: EvidenceStore,
-        metrics: PipelineMetrics,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.settings, self.evidence, self.metrics = settings, evidence, metrics
-        self.outbox = Outbox(
-            settings.outbox,
-            max_pending=settings.max_pending,
-            max_age_s=settings.max_age_s,
-            max_attempts=settings.max_attempts,
-            history_s=settings.history_hours * 3600,
-        )
-        self.delivery = WebhookDelivery(settings, self.outbox, metrics, rng)
-        self.base_url: str | None = None
-
-    def set_base_url(self, url: str) -> None:
-        """Where the API answers (``server.public_url`` or the bound address), for the
-        evidence links; known once the server is bound."""
-        self.base_url = url.rstrip("/")
-
-    async def start(self) -> None:
-        await self.delivery.start()
-
-    async def close(self, grace_s: float = 0.0) -> None:
-        """Stop delivering; see :meth:`WebhookDelivery.close`. Undelivered rows stay
-        pending in the outbox."""
-        await self.delivery.close(grace_s)
-
-    async def body(self, event: Event) -> str:
-        """The JSON body every endpoint receives for ``event``."""
-        data = event.to_dict()
-        if (
-            event.type is EventType.SUSPECTED
-            and self.base_url
-            and await asyncio.to_thread(self.evidence.has, event.id)
-        ):
-            data["evidence_urls"] = evidence_links(self.base_url, event.id)
-        document = {"type": str(event.type), "timestamp": iso_time(event.time), "data": data}
-        return json.dumps(document, separators=(",", ":"))
-
-    async def emit(self, event: Event) -> None:
-        kind = str(event.type)
-        targets = [e.name for e in self.settings.endpoints if kind in e.events]
-        live = [name for name in targets if self.delivery.accepts(name)]
-        for name in set(targets) - set(live):
-            self.metrics.webhook_deliveries.labels(name, "disabled").inc()
-        if not live:
-            return
-        body, now = await self.body(event), time.time()
-        message_id = webhook_id(event)
-        added = await self.outbox.add(Delivery(message_id, name, kind, body, now) for name in live)
-        for name, result in added.items():
-            self.metrics.webhook_pending.labels(name).set(result.pending)
-            if result.dropped:
-                self.metrics.webhook_deliveries.labels(name, "dropped").inc(result.dropped)
-                log(
-                    logger,
-                    logging.WARNING,
-                    "webhook.outbox_full",
-                    endpoint=name,
-                    dropped=result.dropped,
-                    max_pending=self.settings.max_pending,
-                    detail="the oldest undelivered deliveries were dropped",
-                )
-        for name in live:
-            self.delivery.wake(name)

@@ -10,8 +10,9 @@ event's id:
 
 Files are written to a temporary name and renamed, so a reader never sees half a
 picture, and the store outlives the process: evidence of an older alert is still
-served after a restart. Retention keeps at most ``max_alerts`` folders, none older
-than ``max_age_s``, and at most ``max_bytes`` in all, oldest removed first.
+served after a restart (:func:`evidence_links` says where). Retention keeps at most
+``max_alerts`` folders, none older than ``max_age_s``, and at most ``max_bytes`` in all,
+oldest removed first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from fakewatch.engines.crop import paste_mask
 from fakewatch.engines.overlay import draw_faces, heatmap_overlay
-from fakewatch.stream.events import Event, EventType
+from fakewatch.stream.analysis.events import Event, EventType
 from fakewatch.stream.logs import LOGGER_NAME, log
 
 logger = logging.getLogger(f"{LOGGER_NAME}.evidence")
@@ -38,6 +39,11 @@ logger = logging.getLogger(f"{LOGGER_NAME}.evidence")
 FILES = {"frame.jpg": "image/jpeg", "crop.jpg": "image/jpeg", "mask.png": "image/png"}
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 JPEG_QUALITY = 90
+
+
+def evidence_links(base_url: str, event_id: str) -> dict[str, str]:
+    """Where the API serves an alert's evidence files, under ``base_url``."""
+    return {name.split(".")[0]: f"{base_url}/api/evidence/{event_id}/{name}" for name in FILES}
 
 
 class EvidenceStore:

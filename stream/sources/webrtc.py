@@ -34,14 +34,9 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 from av import VideoFrame
 
-from fakewatch.stream.frames import (
-    DropReason,
-    LatestFrame,
-    SourceFrame,
-    SourceStatus,
-    StatusListener,
-)
 from fakewatch.stream.logs import describe_error
+from fakewatch.stream.sources.frames import DropReason, LatestFrame, SourceFrame
+from fakewatch.stream.sources.source import SourceStatus, StatusListener
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +97,10 @@ class WebRTCSource:
     taller than ``max_height`` are dropped; ``on_drop`` gets ``DropReason.OVERSIZED``
     for each.
     """
+
+    kind = "webrtc"
+    recovers = False
+    """DOWN is final: the publisher must publish again, as a new source."""
 
     def __init__(
         self,

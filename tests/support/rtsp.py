@@ -3,7 +3,8 @@
 gst-rtsp-server is reached through PyGObject, which the Debian packages install for
 ``/usr/bin/python3`` only, so the server runs as a subprocess of that interpreter while
 the tests read it with the venv's PyAV. Without those packages the tests that use the
-``rtsp_server`` fixture are skipped, or fail when ``CI`` is set: CI must run them.
+``rtsp_server`` fixture (``tests/conftest.py``) are skipped, or fail when ``CI`` is set:
+CI must run them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import av
-import pytest
 
-from tests.conftest import missing
+from tests.support.peers import end_process_group, missing
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -126,14 +125,7 @@ class RtspServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGCONT)  # a frozen server cannot handle SIGTERM
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        end_process_group(process, 5.0)
         if process.stdout is not None:
             process.stdout.close()
 
@@ -201,32 +193,3 @@ class StartRtspServer(Protocol):
         user: str | None = None,
         password: str | None = None,
     ) -> RtspServer: ...
-
-
-@pytest.fixture
-def rtsp_server() -> Iterator[StartRtspServer]:
-    """``start(clip, *, port=0, mount="/live", user=None, password=None) -> RtspServer``.
-
-    Each call starts one server and returns once PyAV can open its URL; all the servers a
-    test started stop at teardown.
-    """
-    require_rtsp_server()
-    servers: list[RtspServer] = []
-
-    def start(
-        clip: Path,
-        *,
-        port: int = 0,
-        mount: str = "/live",
-        user: str | None = None,
-        password: str | None = None,
-    ) -> RtspServer:
-        server = RtspServer(clip, port=port, mount=mount, user=user, password=password)
-        servers.append(server)
-        return server.start()
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -54,3 +55,41 @@ def manipulate(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     region = blurred + np.array([40, -20, 10], dtype=np.int16)
     out[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
     return out
+
+
+def looping_face_frames(
+    face: np.ndarray, count: int, size: tuple[int, int] = (640, 480)
+) -> Iterator[np.ndarray]:
+    """``count`` frames of the face drifting right and back (a clip of any length)."""
+    cycle = face_clip(face, 60, size)
+    cycle += cycle[::-1]
+    for i in range(count):
+        yield cycle[i % len(cycle)]
+
+
+def write_stream(path: Path, frames: Iterable[np.ndarray], fps: int = 10) -> Path:
+    """Encode RGB frames one at a time as H.264 (a keyframe every second), so a long clip
+    never sits in memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(
+            "libx264", rate=fps, options={"crf": "23", "preset": "veryfast", "g": str(fps)}
+        )
+        for index, image in enumerate(frames):
+            if index == 0:
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def looping_face_file(folder: Path, fps: float, seconds: int = 12) -> Path:
+    """A clip of a real face (the astronaut) at 640x480 and ``fps``, made to be looped."""
+    from skimage import data
+
+    face = np.ascontiguousarray(data.astronaut())
+    count = round(fps * seconds)
+    return write_stream(folder / "face.mp4", looping_face_frames(face, count), fps=round(fps))

@@ -1,27 +1,26 @@
-"""What the service decides, and where decisions go.
+"""What the pipeline decides, and the interface of what receives its decisions.
 
 An :class:`Event` is a decision (``deepfake.suspected``, ``deepfake.cleared``) or a
 change of a stream's health (``stream.down``, ``stream.up``). Alert events carry the
 window that decided (scores and times) and the :class:`Evidence` that scored highest
-in it: the frame, the face's mask and where it was. Sinks receive every event; the log
-and in-memory sinks live here, webhooks and evidence storage plug in the same way.
+in it: the frame, the face's mask and where it was. Every :class:`EventSink` receives
+every event (the sinks themselves are in :mod:`fakewatch.stream.sinks`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import enum
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from fakewatch.engines.crop import Box
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 
 logger = logging.getLogger(f"{LOGGER_NAME}.events")
 
@@ -119,73 +118,21 @@ class EventSink(Protocol):
     async def emit(self, event: Event) -> None: ...
 
 
-class LogSink:
-    """Logs each event as one structured line."""
-
-    def __init__(self, level: int = logging.INFO) -> None:
-        self.level = level
-
-    async def emit(self, event: Event) -> None:
-        fields: dict[str, Any] = {"stream": event.stream_name, "source": event.source}
-        if event.track:
-            fields["track"] = event.track
-        if event.window:
-            fields["window_score"] = event.window.score
-            fields["frames"] = len(event.window.scores)
-        if event.evidence:
-            fields["peak_score"] = event.evidence.score
-        if event.detail:
-            fields["detail"] = event.detail
-        log(logger, self.level, str(event.type), **fields)
-
-
-class RecentEvents:
-    """The last ``size`` events as dictionaries, for the API and the web page."""
-
-    def __init__(self, size: int = 200) -> None:
-        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
-
-    async def emit(self, event: Event) -> None:
-        self._events.append(event.to_dict())
-
-    def seed(self, events: list[dict[str, Any]]) -> None:
-        """Older events (oldest first) known from before a restart."""
-        for event in events:
-            self._events.append(event)
-
-    def latest(self, limit: int = 50, stream: str | None = None) -> list[dict[str, Any]]:
-        """Newest first, optionally of one stream (id or name)."""
-        chosen = [
-            e
-            for e in reversed(self._events)
-            if stream is None or stream in (e["stream"]["id"], e["stream"]["name"])
-        ]
-        return chosen[:limit]
-
-
-class MemorySink:
-    """Keeps events in a list, and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Condition()
-
-    async def emit(self, event: Event) -> None:
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    def of_type(self, kind: EventType, stream_id: str | None = None) -> list[Event]:
-        return [e for e in self.events if e.type == kind and stream_id in (None, e.stream_id)]
-
-    async def wait_for(
-        self, kind: EventType, stream_id: str | None = None, count: int = 1, timeout: float = 30
-    ) -> list[Event]:
-        """The first ``count`` events of ``kind``; :class:`TimeoutError` after ``timeout``."""
-
-        async def enough() -> list[Event]:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.of_type(kind, stream_id)) >= count)
-            return self.of_type(kind, stream_id)[:count]
-
-        return await asyncio.wait_for(enough(), timeout)
+async def hand_to_sinks(sinks: Sequence[EventSink], event: Event, **context: str) -> bool:
+    """Hand ``event`` to every sink, in order; a sink that fails is logged (``sink.error``,
+    with ``context``) and the next ones still get it. Whether every sink took it."""
+    took = True
+    for sink in sinks:
+        try:
+            await sink.emit(event)
+        except Exception as error:  # a failing sink must not stop the others
+            took = False
+            log(
+                logger,
+                logging.ERROR,
+                "sink.error",
+                sink=type(sink).__name__,
+                error=describe_error(error),
+                **context,
+            )
+    return took

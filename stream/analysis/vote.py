@@ -19,7 +19,22 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from fakewatch.stream.config import VoteConfig
+
 E = TypeVar("E")
+
+UNCALIBRATED = (0.5, 0.45)
+"""Enter and exit thresholds of a bundle without calibrated ones."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The window scores that raise an alert (``enter``) and clear it (``exit``), and
+    whether they come from a calibration."""
+
+    enter: float
+    exit: float
+    calibrated: bool
 
 
 class Decision(enum.StrEnum):
@@ -151,3 +166,15 @@ class SlidingWindowVote(Generic[E]):
             self.last_change = time
             return Decision.SUSPECTED
         return None
+
+
+def new_vote(settings: VoteConfig, thresholds: Thresholds) -> SlidingWindowVote[Any]:
+    """An empty window with the configured size and cooldown and ``thresholds``."""
+    return SlidingWindowVote(
+        enter=thresholds.enter,
+        exit=thresholds.exit,
+        window_frames=settings.window_frames,
+        window_seconds=settings.window_seconds,
+        min_frames=settings.min_frames,
+        cooldown_s=settings.cooldown_s,
+    )

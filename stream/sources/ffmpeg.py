@@ -1,7 +1,7 @@
 """Any URL FFmpeg opens (RTSP, RTMP, SRT, HLS, HTTP, files), decoded by PyAV in a thread.
 
 The decoder thread connects, decodes, and puts every frame into the stream's
-:class:`~fakewatch.stream.frames.LatestFrame`; the event loop never blocks on it. When
+:class:`~fakewatch.stream.sources.frames.LatestFrame`; the event loop never blocks on it. When
 the connection fails, ends or stalls, the source reports ``down`` and reconnects after
 an exponential backoff with jitter, capped; local files restart at once when looping
 is on (demos). Two guards against a stall: FFmpeg's own read timeout ends a blocked
@@ -26,16 +26,12 @@ from urllib.parse import urlsplit
 
 import av
 
+from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.config import SourceConfig
-from fakewatch.stream.frames import (
-    DropReason,
-    LatestFrame,
-    SourceFrame,
-    SourceStatus,
-    StatusListener,
-)
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.redact import redact_url
+from fakewatch.stream.sources.frames import DropReason, LatestFrame, SourceFrame
+from fakewatch.stream.sources.source import SourceStatus, StatusListener
 
 logger = logging.getLogger(f"{LOGGER_NAME}.source")
 
@@ -112,15 +108,12 @@ def protocol_whitelist(url: str, config: SourceConfig) -> str:
     return ",".join(sorted(allowed))
 
 
-def backoff_delay(attempt: int, config: SourceConfig, rng: random.Random) -> float:
-    """Seconds to wait before reconnect ``attempt`` (0-based): doubling, capped, jittered."""
-    base = min(config.reconnect_max_s, config.reconnect_initial_s * 2 ** min(attempt, 30))
-    spread = config.reconnect_jitter * base
-    return float(max(0.0, base + rng.uniform(-spread, spread)))
-
-
 class FFmpegSource:
     """A URL decoded in a daemon thread; see the module docstring."""
+
+    kind = "url"
+    recovers = True
+    """It reconnects by itself after going down."""
 
     def __init__(
         self,
@@ -206,7 +199,14 @@ class FFmpegSource:
             if self._stop.is_set():
                 break
             attempt = 0 if delivered else attempt + 1
-            delay = backoff_delay(attempt, self.config, self._rng)
+            config = self.config
+            delay = backoff_delay(
+                attempt,
+                config.reconnect_initial_s,
+                config.reconnect_max_s,
+                config.reconnect_jitter,
+                self._rng,
+            )
             self.reconnects += 1
             log(
                 logger,

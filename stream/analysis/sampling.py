@@ -1,0 +1,100 @@
+"""The sampling loop of one stream: the newest frame at the analysis rate.
+
+Every ``1 / analysis.fps`` seconds the loop counts what the source delivered, updates
+the stream's rates and takes the newest frame from its slot (every frame not taken was
+counted as dropped when it was replaced). A frame is analysed; no new frame lets the
+vote's window age. A source that cannot come back by itself (a WebRTC session) and
+delivers nothing for ``sources.stall_timeout_s`` ends the loop: its publisher is gone.
+URL sources have their own stall watchdog and reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from fakewatch.stream.analysis.analyser import FrameAnalyser
+from fakewatch.stream.analysis.decisions import Decisions
+from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
+from fakewatch.stream.metrics import PipelineMetrics
+
+logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
+
+GONE = "no frame: the publisher is gone"
+"""Why a stream whose source cannot come back went down when it stopped sending."""
+
+
+class Sampler:
+    """Runs the sampling loop of a stream; see the module docstring."""
+
+    def __init__(
+        self,
+        analyser: FrameAnalyser,
+        decisions: Decisions,
+        metrics: PipelineMetrics,
+        fps: float,
+        stall_timeout_s: float,
+    ) -> None:
+        self.analyser = analyser
+        self.decisions = decisions
+        self.metrics = metrics
+        self.interval = 1 / fps
+        self.stall_timeout_s = stall_timeout_s
+
+    async def watch(self, state: StreamState) -> None:
+        """Take the newest frame at the analysis rate and analyse it, until cancelled or
+        until a source that cannot come back stopped sending (then it returns)."""
+        loop = asyncio.get_running_loop()
+        interval = self.interval
+        # Each stream samples at its own phase of the interval, so that streams started
+        # together (a restart, a batch of API calls) do not hand the face thread and the
+        # batcher all their frames at the same instant, every tick.
+        next_tick = loop.time() + random.Random(state.id).random() * interval
+        while True:
+            next_tick += interval
+            delay = next_tick - loop.time()
+            if delay < 0:  # analysis is slower than the rate: take the next frame at once
+                next_tick, delay = loop.time(), 0.0
+            await asyncio.sleep(delay)
+            now = time.time()
+            received = state.frames.received
+            if received != state.counted_received:
+                self.metrics.frames_received.labels(state.name).inc(
+                    received - state.counted_received
+                )
+                state.counted_received = received
+                state.last_frame_at = time.monotonic()
+            elif self._gone(state):
+                return
+            state.fps_in.update(now, received)
+            state.fps_analysed.update(now, state.analysed)
+            frame = state.frames.take()
+            if frame is None:
+                await self.decisions.decide(state, state.vote.tick(now), now)
+                continue
+            try:
+                await self.analyser.analyse(state, frame)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # one bad frame must not end the stream
+                log(
+                    logger,
+                    logging.ERROR,
+                    "frame.error",
+                    stream=state.name,
+                    error=describe_error(error),
+                )
+
+    def _gone(self, state: StreamState) -> bool:
+        """A source that cannot come back by itself, up before, and silent for the stall
+        timeout."""
+        source = state.source
+        return (
+            source is not None
+            and not source.recovers
+            and state.was_up
+            and time.monotonic() - state.last_frame_at > self.stall_timeout_s
+        )
