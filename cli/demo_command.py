@@ -25,6 +25,12 @@ def register(commands: Any) -> None:
         "--cache", type=Path, default=None, help="where clips and results go (.cache/demo)"
     )
     demo.add_argument("--engine", type=Path, default=None, help="bundle folder (default: shipped)")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="draws the manipulation from the standard self-blend (default 0)",
+    )
     demo.add_argument("--config", type=Path, default=None, help="service configuration (YAML)")
     demo.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=None, help="API port (default 8080)")
@@ -49,7 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fakewatch.stream.logs import configure_logging
     from fakewatch.training.demo_clip import SPAN, demo_clips
 
-    clip, twin = demo_clips(args.cache, args.clip)
+    clip, twin = demo_clips(args.cache, args.clip, args.seed)
     config = build_config(
         args,
         {
@@ -100,7 +106,7 @@ def _offline(args: argparse.Namespace) -> int:
 
     bundle = EngineBundle.load(args.engine or default_bundle_path())
     cache: Path = args.cache
-    clip, twin = demo_clips(cache, args.clip)
+    clip, twin = demo_clips(cache, args.clip, args.seed)
     out = cache / "results"
     engine = ["--engine", str(bundle.folder)]
     for name, path in (("real", clip), ("manipulated", twin)):

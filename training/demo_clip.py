@@ -60,15 +60,19 @@ def fetch_demo_clip(cache: Path) -> Path:
     return target
 
 
-def demo_clips(cache: Path, clip: Path | None = None) -> tuple[Path, Path]:
-    """The real demo clip and its twin manipulated during :data:`SPAN` (made once)."""
+def demo_clips(cache: Path, clip: Path | None = None, seed: int | None = None) -> tuple[Path, Path]:
+    """The real demo clip and its twin manipulated during :data:`SPAN` (made once per
+    seed). The seed draws the blend's parameters (region, colour and sharpness change,
+    blend ratio) from the training recipe's standard self-blend; default
+    :data:`~fakewatch.training.manipulate.DEMO_SEED`."""
     # imported here: the self-blending and its dependencies load only when a twin is made
     from fakewatch.training.manipulate import DEMO_BLEND, DEMO_SEED, manipulate_span
 
+    seed = DEMO_SEED if seed is None else seed
     clip = clip or fetch_demo_clip(cache)
-    recipe = hashlib.sha256(f"{DEMO_BLEND!r} {DEMO_SEED} {SPAN}".encode()).hexdigest()[:8]
+    recipe = hashlib.sha256(f"{DEMO_BLEND!r} {seed} {SPAN}".encode()).hexdigest()[:8]
     twin = cache / f"{clip.stem}.manipulated-{recipe}.mp4"
     if not twin.is_file() or twin.stat().st_mtime < clip.stat().st_mtime:
         print(f"manipulating {clip.name} from {SPAN[0]:.0f} s to {SPAN[1]:.0f} s ...", flush=True)
-        manipulate_span(clip, twin, *SPAN, seed=DEMO_SEED)
+        manipulate_span(clip, twin, *SPAN, seed=seed)
     return clip, twin
