@@ -14,13 +14,14 @@ RECIPE=recipes/default.yaml
 EPOCHS=${ABLATION_EPOCHS:-10}
 OUT=docs/model/ablation
 
-RANDOM_INIT=(--set init.encoder=none --set init.encoder_lr_scale=1
+# MobileNetV2 with TensorFlow padding and 0..1 inputs, as the nsfwjs weights expect;
+# the random start uses the same network
+MOBILENET=(--set spec.encoder=tu-mobilenetv2_100 --set spec.same_padding=true
+    --set "spec.mean=[0,0,0]" --set "spec.std=[1,1,1]")
+NSFWJS=("${MOBILENET[@]}" --set init.encoder=nsfwjs-mobilenet_v2)
+RANDOM_INIT=("${MOBILENET[@]}" --set init.encoder=none --set init.encoder_lr_scale=1
     --set init.freeze_encoder_bn=false)
-NSFWJS=()
-LITE0_MEAN="[0.4980392156862745,0.4980392156862745,0.4980392156862745]"
-LITE0_STD="[0.5019607843137255,0.5019607843137255,0.5019607843137255]"
-LITE0=(--set init.encoder=efficientnet-lite0 --set spec.encoder=tu-tf_efficientnet_lite0
-    --set spec.same_padding=false --set "spec.mean=$LITE0_MEAN" --set "spec.std=$LITE0_STD")
+LITE0=()  # the recipe's own encoder
 SBI=()
 # without the SBI changes: independent samples at the old mix, masks from five points,
 # the change always on the face, no boundary output
