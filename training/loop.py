@@ -245,7 +245,7 @@ class Trainer:
         cache = self.init.weights_cache or DEFAULT_CACHE
         loaded = load_encoder(network, self.init.encoder, cache)
         length = len(cast(Sized, self.train_data))
-        crops = np.stack([self.train_data[i][0] for i in range(min(64, length))])
+        crops = np.stack([self.train_data[i][0] for i in range(min(32, length))])
         probe = DeployedSegmenter(network, self.spec).eval()
         mean, inv_std = probe.get_buffer("mean"), probe.get_buffer("inv_std")
         inputs = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - mean) * inv_std

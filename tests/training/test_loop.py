@@ -122,7 +122,8 @@ def test_pretrained_encoder_starts_from_its_weights_and_keeps_its_statistics(
         freeze_encoder_bn=True,
         weights_cache=Path(__file__).resolve().parents[2] / ".cache" / "weights",
     )
-    trainer = Trainer(spec, options(1), SquareData(), validation(), tmp_path, init=init)
+    short = options(1).model_copy(update={"steps_per_epoch": 4})
+    trainer = Trainer(spec, short, SquareData(), validation(), tmp_path, init=init)
     assert trainer.initialisation["encoder"] == "efficientnet-lite0"
     assert trainer.initialisation["tensors"] == len(
         trainer.model.network.get_submodule("encoder").state_dict()

@@ -163,10 +163,12 @@ def load_encoder(network: nn.Module, name: str, cache: Path = DEFAULT_CACHE) -> 
 
 DEAD_STD = 0.0317
 """A BatchNorm channel whose stored ``sqrt(var + eps)`` is at most this (0.0316 is what
-a stored variance of 0 gives with epsilon 1e-3) was stored as exactly zero variance. In
-weights quantised per tensor to 8 bits a small variance rounds to the tensor's minimum,
-often 0; such a channel multiplies any deviation from its mean by 30 or more, which
-fine-tuning with frozen statistics would keep and which reduced precision cannot hold."""
+a stored variance of 0 gives with epsilon 1e-3) was stored as exactly zero variance:
+in weights quantised per tensor to 8 bits (nsfwjs) a small variance rounds to the
+tensor's minimum, often 0, and a channel that never fired on the source's own data
+(Lite0 has 130 such channels) has none. Such a channel multiplies any deviation from
+its mean by 30 or more, which fine-tuning with frozen statistics would keep and which
+reduced precision cannot hold."""
 
 
 def dead_batchnorm_channels(encoder: nn.Module) -> dict[str, int]:
