@@ -55,6 +55,12 @@ def register(commands: Any) -> None:
         action="store_true",
         help="write the suspect/clear thresholds (1%%/5%% FPR on real windows) into BUNDLE",
     )
+    evaluate.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --calibrate: ship (or with --no-baseline remove) the per-stream baseline",
+    )
     evaluate.add_argument("--backend", default="auto")
     evaluate.add_argument(
         "--max-frames", type=int, default=150, help="analysed frames per video at most"
@@ -108,6 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.out,
         backend=args.backend,
         write_thresholds=args.calibrate,
+        write_baseline=args.baseline,
         max_frames=args.max_frames,
         progress=not args.quiet,
         data=split,

@@ -15,33 +15,30 @@ frame is the baseline itself, so only the absolute threshold can catch it.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAD_TO_STD = 1.4826  # the median absolute deviation of a normal distribution, in std
 
 
-@dataclass(frozen=True)
-class BaselineSettings:
-    """How a stream's baseline is kept and when a window counts as risen above it."""
+class BaselineSettings(BaseModel):
+    """How a stream's baseline is kept and when a window counts as risen above it (a
+    bundle's manifest carries these when the model ships with a baseline)."""
 
-    history: int = 150
-    """Window scores kept (at 5 analysed frames a second, 30 s)."""
-    warmup: int = 40
-    """Window scores needed before the baseline speaks (8 s)."""
-    rise: float = 4.0
-    """How many spreads above the median a risen window lies."""
-    min_spread: float = 0.03
-    """The spread never counts as smaller than this (a very steady stream)."""
-    floor: float = 0.5
-    """A risen window is also at least this high."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.warmup <= self.history:
-            raise ValueError(f"need 1 <= warmup <= history, got {self.warmup}, {self.history}")
-        if self.rise <= 0 or self.min_spread <= 0 or not 0 <= self.floor <= 1:
-            raise ValueError("rise and min_spread must be positive and floor in [0, 1]")
+    history: int = Field(150, ge=1, le=100_000, description="window scores kept (30 s at 5 fps)")
+    warmup: int = Field(40, ge=1, le=100_000, description="scores needed before it speaks")
+    rise: float = Field(4.0, gt=0, le=100, description="spreads above the median that count")
+    min_spread: float = Field(0.03, gt=0, le=1, description="smallest spread it assumes")
+    floor: float = Field(0.5, ge=0, le=1, description="a risen window is also at least this")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> BaselineSettings:
+        if self.warmup > self.history:
+            raise ValueError(f"need warmup <= history, got {self.warmup} > {self.history}")
+        return self
 
 
 class StreamBaseline:
@@ -83,6 +80,14 @@ class StreamBaseline:
         """Learn from a window score, unless the stream is alerting."""
         if not alerting:
             self._scores.append(float(window_score))
+
+    def checkpoint(self) -> list[float]:
+        """The kept scores, oldest first (what :meth:`restore` takes)."""
+        return list(self._scores)
+
+    def restore(self, scores: list[float]) -> None:
+        self._scores.clear()
+        self._scores.extend(float(s) for s in scores)
 
 
 def decisions(

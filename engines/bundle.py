@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fakewatch.engines.baseline import BaselineSettings
 from fakewatch.engines.defaults import installed_version
 from fakewatch.engines.scoring import (
     DEFAULT_AREA_THRESHOLD,
@@ -154,6 +155,11 @@ class Manifest(BaseModel):
     scoring: Scoring = Field(default_factory=Scoring)
     thresholds: dict[str, Threshold] = Field(
         default_factory=dict, description="'suspect' enters an alert, 'clear' leaves it"
+    )
+    baseline: BaselineSettings | None = Field(
+        None,
+        description="with it, a live stream also alerts when its window score rises well "
+        "above the stream's own usual level (fakewatch.engines.baseline)",
     )
     provenance: Provenance = Field(default_factory=Provenance)
     precision_checks: list[PrecisionCheck] = Field(default_factory=list)

@@ -198,6 +198,11 @@ class VoteConfig(Section):
     cooldown_s: float = Field(
         10.0, ge=0, le=3600, description="quiet time after a clear before a new alert"
     )
+    use_baseline: bool = Field(
+        True,
+        description="also alert on a rise above the stream's own usual level, when the "
+        "bundle ships a baseline",
+    )
 
 
 class EvidenceConfig(Section):

@@ -29,6 +29,7 @@ import numpy as np
 
 from fakewatch.engines.aggregate import DEFAULT_WINDOW, window_scores
 from fakewatch.engines.analyse import FaceAnalyser
+from fakewatch.engines.baseline import BaselineSettings
 from fakewatch.engines.bundle import EngineBundle, Threshold
 from fakewatch.engines.crop import crop_face
 from fakewatch.engines.faces import FaceDetector, default_face_detector
@@ -416,6 +417,7 @@ def evaluate(
     out_dir: Path,
     backend: str = "auto",
     write_thresholds: bool = False,
+    write_baseline: bool | None = None,
     window: int = DEFAULT_WINDOW,
     max_frames: int = 150,
     progress: bool = True,
@@ -425,7 +427,9 @@ def evaluate(
     """Evaluate one or more bundles on the same data; the first is the one calibrated.
 
     The media are those in ``data_paths`` plus ``data`` (e.g. :func:`split_data`);
-    ``description`` names them in the report and in calibrated thresholds.
+    ``description`` names them in the report and in calibrated thresholds. With
+    ``write_thresholds``, ``write_baseline`` True ships the per-stream baseline
+    (:mod:`fakewatch.engines.baseline`) with them, False removes it, None leaves it.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     found = read_evaluation_data(data_paths)
@@ -471,6 +475,8 @@ def evaluate(
         if position == 0 and write_thresholds and thresholds:
             bundle.manifest.thresholds = thresholds
             bundle.manifest.provenance.metrics |= _headline(summary)
+            if write_baseline is not None:
+                bundle.manifest.baseline = BaselineSettings() if write_baseline else None
             bundle.save_manifest()
             summary["thresholds_written"] = True
         report["bundles"].append(summary)

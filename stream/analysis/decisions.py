@@ -54,10 +54,16 @@ class Decisions:
             exit_threshold=vote.exit,
         )
         tracks = {k: v.score for k, v in state.track_votes.items() if v.score is not None}
+        level = None if vote.baseline is None else vote.baseline.level()
         if decision is Decision.SUSPECTED:
             kind = EventType.SUSPECTED
             evidence = peak.evidence if peak else None
             detail = f"window score {window.score:.3f} >= {vote.enter:.3f}"
+            if vote.raised_by_baseline and level is not None:
+                detail = (
+                    f"window score {window.score:.3f} rose above this stream's usual "
+                    f"{level[0]:.3f} (spread {level[1]:.3f})"
+                )
         else:
             kind = EventType.CLEARED
             evidence = None

@@ -28,7 +28,8 @@ DetectorWrapper = Callable[[FaceDetector], FaceDetector]
 
 def vote_thresholds(bundle: EngineBundle, vote: VoteConfig) -> Thresholds:
     """Enter and exit thresholds: the configured ones, else the bundle's calibration
-    (``suspect`` and ``clear``), else 0.5 and 0.45 marked uncalibrated."""
+    (``suspect`` and ``clear``), else 0.5 and 0.45 marked uncalibrated; and the
+    bundle's per-stream baseline, unless ``vote.use_baseline`` is off."""
     calibrated = bundle.manifest.thresholds
     suspect, clear = calibrated.get("suspect"), calibrated.get("clear")
     enter = vote.enter_threshold or (suspect.value if suspect else UNCALIBRATED[0])
@@ -37,6 +38,7 @@ def vote_thresholds(bundle: EngineBundle, vote: VoteConfig) -> Thresholds:
         enter=enter,
         exit=min(exit_, enter),
         calibrated=vote.enter_threshold is not None or suspect is not None,
+        baseline=bundle.manifest.baseline if vote.use_baseline else None,
     )
 
 

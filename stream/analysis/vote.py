@@ -7,6 +7,11 @@ the score reaches ``enter`` with at least ``min_frames`` frames in the window, a
 cleared when it falls below ``exit`` (or the window empties because the face is gone).
 After a clear, no new alert is raised for ``cooldown_s``.
 
+With a bundle that ships a baseline (:mod:`fakewatch.engines.baseline`), the window
+also keeps the stream's usual level and raises an alert when its score rises well above
+it, below ``enter``; such an alert clears when the score no longer holds half that rise
+(or falls below ``exit`` once it has reached ``enter``).
+
 The window keeps the evidence of the frames that can still become its highest score (a
 monotonic queue), so the frame behind a decision is at hand without holding a frame per
 window slot.
@@ -19,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from fakewatch.engines.baseline import BaselineSettings, StreamBaseline
 from fakewatch.stream.config import VoteConfig
 
 E = TypeVar("E")
@@ -35,6 +41,7 @@ class Thresholds:
     enter: float
     exit: float
     calibrated: bool
+    baseline: BaselineSettings | None = None
 
 
 class Decision(enum.StrEnum):
@@ -60,6 +67,7 @@ class SlidingWindowVote(Generic[E]):
         window_seconds: float = 4.0,
         min_frames: int = 5,
         cooldown_s: float = 10.0,
+        baseline: BaselineSettings | None = None,
     ) -> None:
         if exit > enter:
             raise ValueError(f"the exit threshold {exit} must not exceed enter {enter}")
@@ -73,6 +81,9 @@ class SlidingWindowVote(Generic[E]):
         self.alerting = False
         self.last_change: float | None = None
         self._quiet_until = float("-inf")
+        self.baseline = None if baseline is None else StreamBaseline(baseline)
+        self.raised_by_baseline = False
+        """Whether the alert in progress rose above the baseline rather than ``enter``."""
 
     @property
     def entries(self) -> list[Entry[E]]:
@@ -100,7 +111,12 @@ class SlidingWindowVote(Generic[E]):
         self._peaks.append(entry)
         while len(self._entries) > self.window_frames:
             self._pop()
-        return self._expire_and_decide(time)
+        decision = self._expire_and_decide(time)
+        window_score = self.score
+        full = len(self._entries) >= self.min_frames
+        if self.baseline is not None and window_score is not None and full:
+            self.baseline.observe(window_score, self.alerting)
+        return decision
 
     def checkpoint(self) -> dict[str, Any]:
         """The window's state without its evidence, JSON-ready: what :meth:`restore` takes
@@ -110,6 +126,8 @@ class SlidingWindowVote(Generic[E]):
             "alerting": self.alerting,
             "last_change": self.last_change,
             "quiet_until": None if self._quiet_until == float("-inf") else self._quiet_until,
+            "baseline": None if self.baseline is None else self.baseline.checkpoint(),
+            "raised_by_baseline": self.raised_by_baseline,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -126,6 +144,9 @@ class SlidingWindowVote(Generic[E]):
         self.last_change = state.get("last_change")
         quiet = state.get("quiet_until")
         self._quiet_until = float("-inf") if quiet is None else float(quiet)
+        self.raised_by_baseline = bool(state.get("raised_by_baseline", False))
+        if self.baseline is not None:
+            self.baseline.restore(state.get("baseline") or [])
 
     def tick(self, time: float) -> Decision | None:
         """Let time pass without a face (old frames leave the window); any decision."""
@@ -150,22 +171,29 @@ class SlidingWindowVote(Generic[E]):
     def _decide(self, time: float) -> Decision | None:
         score = self.score
         if self.alerting:
-            if score is None or (score < self.exit):
-                self.alerting = False
+            if score is None or self._cleared(score):
+                self.alerting = self.raised_by_baseline = False
                 self.last_change = time
                 self._quiet_until = time + self.cooldown_s
                 return Decision.CLEARED
+            if score >= self.enter:
+                self.raised_by_baseline = False
             return None
-        if (
-            score is not None
-            and len(self._entries) >= self.min_frames
-            and score >= self.enter
-            and time >= self._quiet_until
-        ):
-            self.alerting = True
-            self.last_change = time
-            return Decision.SUSPECTED
-        return None
+        if score is None or len(self._entries) < self.min_frames or time < self._quiet_until:
+            return None
+        if score >= self.enter:
+            self.alerting, self.raised_by_baseline = True, False
+        elif self.baseline is not None and self.baseline.risen(score):
+            self.alerting, self.raised_by_baseline = True, True
+        else:
+            return None
+        self.last_change = time
+        return Decision.SUSPECTED
+
+    def _cleared(self, score: float) -> bool:
+        if self.raised_by_baseline and self.baseline is not None:
+            return score < self.enter and not self.baseline.holds(score)
+        return score < self.exit
 
 
 def new_vote(settings: VoteConfig, thresholds: Thresholds) -> SlidingWindowVote[Any]:
@@ -177,4 +205,5 @@ def new_vote(settings: VoteConfig, thresholds: Thresholds) -> SlidingWindowVote[
         window_seconds=settings.window_seconds,
         min_frames=settings.min_frames,
         cooldown_s=settings.cooldown_s,
+        baseline=thresholds.baseline,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.analysis.vote import SlidingWindowVote
 
 
 def stream_view(state: StreamState) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def stream_view(state: StreamState) -> dict[str, Any]:
                 "enter_threshold": vote.enter,
                 "exit_threshold": vote.exit,
                 "min_frames": vote.min_frames,
+                "baseline": _baseline(vote),
             },
             "tracks": {
                 track: None if v.score is None else round(v.score, 4)
@@ -41,4 +43,17 @@ def stream_view(state: StreamState) -> dict[str, Any]:
             },
         },
         "last_event": state.last_event.to_dict() if state.last_event else None,
+    }
+
+
+def _baseline(vote: SlidingWindowVote[Any]) -> dict[str, Any] | None:
+    """The stream's usual level, when the bundle ships a baseline (null before warm-up)."""
+    if vote.baseline is None:
+        return None
+    level = vote.baseline.level()
+    return {
+        "ready": level is not None,
+        "median": None if level is None else round(level[0], 4),
+        "spread": None if level is None else round(level[1], 4),
+        "raised_alert": vote.alerting and vote.raised_by_baseline,
     }

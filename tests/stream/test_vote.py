@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fakewatch.engines.baseline import BaselineSettings
 from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
 
 
@@ -66,3 +67,49 @@ def test_a_restored_window_scores_but_its_peak_is_a_frame_added_since() -> None:
 def test_thresholds_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="exit threshold"):
         SlidingWindowVote(enter=0.5, exit=0.7)
+
+
+def feed(vote: SlidingWindowVote[int], scores: list[float], start: float = 0.0) -> list[Decision]:
+    """Frames at 5 per second; the decisions they cause, in order."""
+    decisions = []
+    for i, score in enumerate(scores):
+        decision = vote.add(start + i * 0.2, score)
+        if decision is not None:
+            decisions.append(decision)
+    return decisions
+
+
+def test_a_rise_above_the_streams_own_level_raises_and_clears_an_alert() -> None:
+    """With a baseline, a stream that sat near 0.3 alerts when it moves to 0.65, well
+    under ``enter``, and clears when it goes back; without one it never alerts."""
+    settings = BaselineSettings(warmup=20, history=100)
+    scores = [0.3 + 0.01 * (i % 3) for i in range(60)] + [0.65] * 20 + [0.3] * 20
+    with_baseline: SlidingWindowVote[int] = SlidingWindowVote(0.9, 0.85, baseline=settings)
+    without: SlidingWindowVote[int] = SlidingWindowVote(0.9, 0.85)
+    assert feed(with_baseline, scores) == [Decision.SUSPECTED, Decision.CLEARED]
+    assert feed(without, scores) == []
+    # the alert taught the baseline nothing: its level is still the stream's usual one
+    level = with_baseline.baseline.level() if with_baseline.baseline else None
+    assert level is not None and level[0] == pytest.approx(0.31, abs=0.02)
+
+
+def test_a_baseline_alert_that_reaches_enter_clears_like_any_other() -> None:
+    settings = BaselineSettings(warmup=20, history=100)
+    vote: SlidingWindowVote[int] = SlidingWindowVote(0.9, 0.85, baseline=settings)
+    feed(vote, [0.3] * 40 + [0.7] * 10)
+    assert vote.alerting and vote.raised_by_baseline
+    feed(vote, [0.95] * 10, start=10.0)
+    assert vote.alerting and not vote.raised_by_baseline
+    assert feed(vote, [0.88] * 10, start=12.0) == []  # between exit and enter: holds
+    assert feed(vote, [0.5] * 10, start=14.0) == [Decision.CLEARED]
+
+
+def test_the_baseline_survives_a_checkpoint() -> None:
+    settings = BaselineSettings(warmup=20, history=100)
+    vote: SlidingWindowVote[int] = SlidingWindowVote(0.9, 0.85, baseline=settings)
+    feed(vote, [0.3] * 40 + [0.7] * 10)
+    again: SlidingWindowVote[int] = SlidingWindowVote(0.9, 0.85, baseline=settings)
+    again.restore(vote.checkpoint())
+    assert again.alerting and again.raised_by_baseline
+    assert again.baseline is not None and vote.baseline is not None
+    assert again.baseline.level() == vote.baseline.level()
