@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -120,67 +121,28 @@ def test_train_evaluate_and_calibrate(
     assert "frame AUC" in capsys.readouterr().out
 
     # the recipe's splits: calibrate on validation, report on test, never calibrate there
-    split_out = tmp_path / "split"
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run / "bundle"),
-                "--recipe",
-                str(config),
-                "--split",
-                "validation",
-                "--calibrate",
-                "--out",
-                str(split_out / "v"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    validation = json.loads((split_out / "v" / "report.json").read_text())["bundles"][0]
+    def on_split(part: str, out: str, *extra: str) -> int:
+        command = ["evaluate", str(run / "bundle"), "--recipe", str(config), "--split", part]
+        return main([*command, "--out", str(tmp_path / "split" / out), "--quiet", *extra])
+
+    def report_of(out: str) -> dict[str, Any]:
+        report = json.loads((tmp_path / "split" / out / "report.json").read_text())
+        bundle: dict[str, Any] = report["bundles"][0]
+        return bundle
+
+    assert on_split("validation", "v", "--calibrate") == 0
+    validation = report_of("v")
     assert set(validation["frame_by_source"]) >= {"photos"}
     assert "clips" not in validation["frame_by_source"]
     assert validation["calibrated_thresholds"]["suspect"]["chosen_on"].startswith(
         "window scores of the validation split"
     )
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run / "bundle"),
-                "--recipe",
-                str(config),
-                "--split",
-                "test",
-                "--out",
-                str(split_out / "t"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    test = json.loads((split_out / "t" / "report.json").read_text())["bundles"][0]
+    assert on_split("test", "t") == 0
+    test = report_of("t")
     assert set(test["frame_by_source"]) == {"clips"}
     assert test["frame"]["auc_ci"] is None  # real media only: no AUC, so no interval
     assert test["real_windows"]["n"] > 0
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run / "bundle"),
-                "--recipe",
-                str(config),
-                "--split",
-                "test",
-                "--calibrate",
-                "--out",
-                str(split_out / "x"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert on_split("test", "x", "--calibrate") == 2
 
 
 def test_overrides_and_data_root(

