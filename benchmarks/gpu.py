@@ -95,7 +95,8 @@ def prepare(target: Path, extras: Sequence[str]) -> int:
     if target.exists():
         shutil.rmtree(target)
     pip = [sys.executable, "-m", "pip"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(target), str(ROOT)]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w"]
+    build += [str(target), str(ROOT)]
     commands = [build]
     if extras:
         download = [*pip, "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(target)]
