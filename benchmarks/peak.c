@@ -69,113 +69,72 @@ static void pin(int cpu) {
     j->elapsed = end - start;                                                     \
     if (j->best == 0) j->best = done / (end - start);
 
+/* A kernel: SETUP its operands, declare the accumulators (DECL), run STEP under TIMED,
+   then add the accumulators up (SUM) so that nothing is optimised away. */
+#define KERNEL(NAME, REPEAT, COUNT, OPS, SETUP, DECL, STEP, SUM) \
+    static void *NAME(void *arg) {                               \
+        job_t *j = arg;                                          \
+        SETUP                                                    \
+        REPEAT(DECL)                                             \
+        TIMED(OPS, STEP, REPEAT, COUNT)                          \
+        double sink = 0;                                         \
+        REPEAT(SUM)                                              \
+        j->sink = sink;                                          \
+        return NULL;                                             \
+    }
+
 #if defined(__AVX512F__)
 #define F32_ISA "avx512f:_mm512_fmadd_ps"
 #define F32_OPS 32
-static void *kernel_f32(void *arg) {
-    job_t *j = arg;
-    __m512 a = _mm512_set1_ps((float)(1.0 - 1e-7 * j->seed));
-    __m512 b = _mm512_set1_ps((float)(1e-7 * j->seed));
-#define D(i) __m512 c##i = _mm512_set1_ps((float)(i) * (float)j->seed);
-#define S(i) c##i = _mm512_fmadd_ps(c##i, a, b);
-#define A(i) sink += _mm512_reduce_add_ps(c##i);
-    R16(D)
-    TIMED(F32_OPS, S, R16, 16)
-    float sink = 0;
-    R16(A)
-    j->sink = sink;
-#undef D
-#undef S
-#undef A
-    return NULL;
-}
+#define F32_D(i) __m512 c##i = _mm512_set1_ps((float)(i) * (float)j->seed);
+#define F32_S(i) c##i = _mm512_fmadd_ps(c##i, a, b);
+#define F32_A(i) sink += _mm512_reduce_add_ps(c##i);
+KERNEL(kernel_f32, R16, 16, F32_OPS,
+       __m512 a = _mm512_set1_ps((float)(1.0 - 1e-7 * j->seed));
+       __m512 b = _mm512_set1_ps((float)(1e-7 * j->seed));, F32_D, F32_S, F32_A)
 #elif defined(__AVX2__) && defined(__FMA__)
 #define F32_ISA "avx2:_mm256_fmadd_ps"
 #define F32_OPS 16
-static void *kernel_f32(void *arg) {
-    job_t *j = arg;
-    __m256 a = _mm256_set1_ps((float)(1.0 - 1e-7 * j->seed));
-    __m256 b = _mm256_set1_ps((float)(1e-7 * j->seed));
-    float lanes[8];
-#define D(i) __m256 c##i = _mm256_set1_ps((float)(i) * (float)j->seed);
-#define S(i) c##i = _mm256_fmadd_ps(c##i, a, b);
-#define A(i) _mm256_storeu_ps(lanes, c##i); for (int k = 0; k < 8; k++) sink += lanes[k];
-    R12(D)
-    TIMED(F32_OPS, S, R12, 12)
-    float sink = 0;
-    R12(A)
-    j->sink = sink;
-#undef D
-#undef S
-#undef A
-    return NULL;
-}
+#define F32_D(i) __m256 c##i = _mm256_set1_ps((float)(i) * (float)j->seed);
+#define F32_S(i) c##i = _mm256_fmadd_ps(c##i, a, b);
+#define F32_A(i) _mm256_storeu_ps(lanes, c##i); for (int k = 0; k < 8; k++) sink += lanes[k];
+KERNEL(kernel_f32, R12, 12, F32_OPS,
+       __m256 a = _mm256_set1_ps((float)(1.0 - 1e-7 * j->seed));
+       __m256 b = _mm256_set1_ps((float)(1e-7 * j->seed)); float lanes[8];,
+       F32_D, F32_S, F32_A)
 #endif
 
 #if defined(__AVX512BF16__)
 #define BF16_ISA "avx512_bf16:_mm512_dpbf16_ps"
 #define BF16_OPS 64
-static void *kernel_bf16(void *arg) {
-    job_t *j = arg;
-    __m512 x = _mm512_set1_ps((float)(1e-3 * j->seed));
-    __m512bh a = _mm512_cvtne2ps_pbh(x, x);
-#define D(i) __m512 c##i = _mm512_set1_ps((float)(i));
-#define S(i) c##i = _mm512_dpbf16_ps(c##i, a, a);
-#define A(i) sink += _mm512_reduce_add_ps(c##i);
-    R16(D)
-    TIMED(BF16_OPS, S, R16, 16)
-    float sink = 0;
-    R16(A)
-    j->sink = sink;
-#undef D
-#undef S
-#undef A
-    return NULL;
-}
+#define BF16_D(i) __m512 c##i = _mm512_set1_ps((float)(i));
+#define BF16_S(i) c##i = _mm512_dpbf16_ps(c##i, a, a);
+#define BF16_A(i) sink += _mm512_reduce_add_ps(c##i);
+KERNEL(kernel_bf16, R16, 16, BF16_OPS,
+       __m512 x = _mm512_set1_ps((float)(1e-3 * j->seed));
+       __m512bh a = _mm512_cvtne2ps_pbh(x, x);, BF16_D, BF16_S, BF16_A)
 #endif
 
 #if defined(__AVX512VNNI__)
 #define INT8_ISA "avx512_vnni:_mm512_dpbusd_epi32"
 #define INT8_OPS 128
-static void *kernel_int8(void *arg) {
-    job_t *j = arg;
-    __m512i a = _mm512_set1_epi8((char)(1 + (int)j->seed));
-    __m512i b = _mm512_set1_epi8((char)(2 + (int)j->seed));
-#define D(i) __m512i c##i = _mm512_set1_epi32(i);
-#define S(i) c##i = _mm512_dpbusd_epi32(c##i, a, b);
-#define A(i) sink += _mm512_reduce_add_epi32(c##i);
-    R16(D)
-    TIMED(INT8_OPS, S, R16, 16)
-    long sink = 0;
-    R16(A)
-    j->sink = (double)sink;
-#undef D
-#undef S
-#undef A
-    return NULL;
-}
+#define INT8_D(i) __m512i c##i = _mm512_set1_epi32(i);
+#define INT8_S(i) c##i = _mm512_dpbusd_epi32(c##i, a, b);
+#define INT8_A(i) sink += _mm512_reduce_add_epi32(c##i);
+KERNEL(kernel_int8, R16, 16, INT8_OPS,
+       __m512i a = _mm512_set1_epi8((char)(1 + (int)j->seed));
+       __m512i b = _mm512_set1_epi8((char)(2 + (int)j->seed));, INT8_D, INT8_S, INT8_A)
 #elif defined(__AVXVNNI__)
 #define INT8_ISA "avx_vnni:_mm256_dpbusd_avx_epi32"
 #define INT8_OPS 64
-static void *kernel_int8(void *arg) {
-    job_t *j = arg;
-    __m256i a = _mm256_set1_epi8((char)(1 + (int)j->seed));
-    __m256i b = _mm256_set1_epi8((char)(2 + (int)j->seed));
-    int lanes[8];
-#define D(i) __m256i c##i = _mm256_set1_epi32(i);
-#define S(i) c##i = _mm256_dpbusd_avx_epi32(c##i, a, b);
-#define A(i) _mm256_storeu_si256((__m256i *)lanes, c##i); \
-             for (int k = 0; k < 8; k++) sink += lanes[k];
-    R12(D)
-    TIMED(INT8_OPS, S, R12, 12)
-    long sink = 0;
-    R12(A)
-    j->sink = (double)sink;
-#undef D
-#undef S
-#undef A
-    return NULL;
-}
+#define INT8_D(i) __m256i c##i = _mm256_set1_epi32(i);
+#define INT8_S(i) c##i = _mm256_dpbusd_avx_epi32(c##i, a, b);
+#define INT8_A(i) _mm256_storeu_si256((__m256i *)lanes, c##i); \
+                  for (int k = 0; k < 8; k++) sink += lanes[k];
+KERNEL(kernel_int8, R12, 12, INT8_OPS,
+       __m256i a = _mm256_set1_epi8((char)(1 + (int)j->seed));
+       __m256i b = _mm256_set1_epi8((char)(2 + (int)j->seed)); int lanes[8];,
+       INT8_D, INT8_S, INT8_A)
 #endif
 
 #if defined(__x86_64__)
