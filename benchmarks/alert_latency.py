@@ -1,32 +1,20 @@
 """Alert latency: from the capture of the first manipulated frame to the signed webhook.
 
-Usage (from the repository root):
-
     .venv/bin/python benchmarks/alert_latency.py --runs 10 [--held-out]
 
-The stream is a real recording followed by its live-swapped twin, so the swap starts at a
-known presentation time T: ``live-swap-dev`` ``real/Keanu_Reeves_0.mp4`` (its first
-``--lead`` seconds) then ``fake/Keanu_Reeves_0.mp4`` (the pair is checked frame-aligned),
-encoded once as a live camera sends it (H.264, no B-frames). Without ``../shared/data``
-the demo pair is used (the demo clip, manipulated by fakewatch from 4 s to 12 s). The
-Keanu pair is in-sample for the shipped model: this measures the service, not detection.
-``--held-out`` also plays the four Ewon_Spice pairs, whose face model the shipped model
-never saw, once each.
-
-The clip is served by ``fakewatch.stream.rtsp_camera`` (each client from its first
-frame, in real time) to ``fakewatch serve`` in this process with its default analysis and
-vote, and one webhook endpoint: a receiver here that notes each delivery's arrival and
-verifies its signature with ``standardwebhooks``, the reference library.
-
-Each run adds the stream (a fresh session: the clip starts at 0), waits for the webhook,
-then removes the stream. Every frame the source hands the pipeline is recorded with its
-pts and capture time, so the reference is the capture of the first frame with pts >= T,
-sampled or not. Every event sink is timed, which splits the latency into the vote (swap
-to the ``deepfake.suspected`` event), the sinks before the outbox (evidence files) and
-the delivery (the outbox worker's POST). A run with no alert by ``--timeout`` after the
-swap, or by the clip's end, is a miss. Two parts that could be shortened without
-touching the vote are measured as well: the RTSP open (FFmpeg's default probing against
-a capped probe) and the evidence files, with ``--stored-alerts`` alerts stored before.
+The stream is ``live-swap-dev``'s real Keanu_Reeves_0 (its first ``--lead`` seconds) then
+its frame-aligned live-swapped twin, encoded once without B-frames, so the swap starts at
+a known pts T (without ``../shared/data``: the demo pair). It is served by
+``fakewatch.stream.rtsp_camera`` to ``fakewatch serve`` hosted here at its defaults, with
+one webhook endpoint: a receiver here that times each delivery and verifies it with
+``standardwebhooks``. Each run adds the stream (the clip starts at 0), waits for the
+webhook, and removes the stream. Every frame the source delivers is logged, so the
+reference is the capture of the first frame with pts >= T; every event sink is timed, so
+the latency splits into vote, sinks (evidence files) and delivery. No alert by
+``--timeout`` after the swap, or by the clip's end, is a miss. ``--held-out`` adds the four
+Ewon_Spice pairs, whose face model the shipped model never saw; the Keanu pair is
+in-sample, so it measures the service, not detection. The RTSP open is measured with
+FFmpeg's default probing and with the probe capped.
 """
 
 from __future__ import annotations
@@ -38,13 +26,11 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +40,7 @@ import common
 import numpy as np
 
 from fakewatch.engines.machine import describe_machine
+from fakewatch.engines.media import iter_video, probe_video
 from fakewatch.stream.rtsp_camera import (
     FAST_OPEN_OPTIONS,
     RTSP_OPTIONS,
@@ -81,33 +68,14 @@ class Clip:
     in_sample: bool
 
 
-def _frames(path: Path) -> Iterator[np.ndarray]:
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
-
-
-def _video_info(path: Path) -> tuple[float, int, int, int]:
-    """Frame rate, frame count (decoded), width and height."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        count = sum(1 for _ in container.decode(video=0))
-        return (
-            float(stream.average_rate or stream.guessed_rate or 0),
-            count,
-            stream.width,
-            stream.height,
-        )
-
-
 def live_swap_clip(name: str, cache: Path, lead_s: float, *, in_sample: bool) -> Clip:
     """``real/NAME`` (its first ``lead_s`` seconds) then ``fake/NAME``, encoded once into
     ``cache``; the swap starts at the first fake frame."""
     real, fake = LIVE_SWAP / "real" / f"{name}.mp4", LIVE_SWAP / "fake" / f"{name}.mp4"
-    info = _video_info(real)
-    if info != _video_info(fake):
-        raise ValueError(f"{real} and {fake} are not frame-aligned: {info} vs {_video_info(fake)}")
-    rate, count, width, height = info
+    info = probe_video(real)
+    if info != probe_video(fake):
+        raise ValueError(f"{real} and {fake} are not frame-aligned: {info}, {probe_video(fake)}")
+    rate, count = info.fps, info.frames
     lead = min(count, round(lead_s * rate))
     target = cache / f"{name}.real{lead}-fake{count}.mp4"
     if not target.is_file():
@@ -116,11 +84,11 @@ def live_swap_clip(name: str, cache: Path, lead_s: float, *, in_sample: bool) ->
         with av.open(str(part), "w") as container:
             options = {"crf": "18", "bframes": "0"}  # a live camera's stream has no B-frames
             stream = container.add_stream("libx264", rate=round(rate), options=options)
-            stream.width, stream.height = width // 2 * 2, height // 2 * 2
+            stream.width, stream.height = info.width // 2 * 2, info.height // 2 * 2
             stream.pix_fmt = "yuv420p"
-            reals = (f for i, f in enumerate(_frames(real)) if i < lead)
-            for image in (*reals, *_frames(fake)):
-                pixels = np.ascontiguousarray(image[: stream.height, : stream.width])
+            reals = (f for f in iter_video(real) if f.index < lead)
+            for frame in (*reals, *iter_video(fake)):
+                pixels = np.ascontiguousarray(frame.image[: stream.height, : stream.width])
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
             container.mux(stream.encode())
         part.replace(target)
@@ -133,23 +101,19 @@ def demo_clip() -> Clip:
     from fakewatch.training.demo_clip import SPAN, demo_clips
 
     real, twin = demo_clips(common.DEMO_CACHE)
-    rate, count, _, _ = _video_info(twin)
+    info = probe_video(twin)
     origin = f"the demo pair: {real.name}, manipulated from {SPAN[0]:g} to {SPAN[1]:g} s"
-    return Clip("demo", twin, SPAN[0], rate, count / rate, origin, in_sample=False)
-
-
-# --- what the service does, as it happens ----------------------------------------------------
+    return Clip("demo", twin, SPAN[0], info.fps, info.frames / info.fps, origin, False)
 
 
 @dataclass(frozen=True)
 class Seen:
-    """A frame: its connection (a reconnect starts the clip over), pts and times."""
+    """A frame the source delivered: its connection (a reconnect starts the clip over),
+    pts and capture time."""
 
     connection: int
     pts_s: float | None
     capture_time: float
-    analysed_at: float = 0.0
-    score: float | None = None
 
 
 class FrameLog:
@@ -242,9 +206,6 @@ class Receiver:
         return None
 
 
-# --- one run ---------------------------------------------------------------------------------
-
-
 @dataclass
 class Run:
     """What one run measured; times are wall-clock seconds."""
@@ -307,18 +268,13 @@ class Bench:
         self.receiver, self.timeout_s = receiver, timeout_s
         self.spans: dict[str, dict[str, tuple[float, float]]] = {}
         self.events: dict[str, Any] = {}
-        self.analysed: dict[str, list[Seen]] = {}
+        self.analysed = common.Recorder()
         self.pipeline.sinks[:] = [TimedSink(sink, self.spans) for sink in self.pipeline.sinks]
         self.pipeline.sinks.insert(0, self)  # keeps every event
-        self.pipeline.observers.append(self._observe)
+        self.pipeline.observers.append(self.analysed)
 
     async def emit(self, event: Any) -> None:
         self.events[event.id] = event
-
-    def _observe(self, state: Any, frame: Any, faces: list[Any]) -> None:
-        score = max((face.score for face in faces), default=None)
-        seen = Seen(0, frame.pts_s, frame.capture_time, time.time(), score)
-        self.analysed.setdefault(state.id, []).append(seen)
 
     async def run(self, number: int, clip: Clip, url: str) -> Run:
         """Watch ``url`` until its webhook arrives or the run times out; then remove it."""
@@ -364,10 +320,11 @@ class Bench:
         pace = min(f.capture_time - (f.pts_s or 0.0) + offset for f in timed)
         run.swap_lag = swap.capture_time - run.swap_pts - pace
         end = received[-1].capture_time
-        for frame in self.analysed.get(stream, []):
+        analysed = [a for a in self.analysed.take() if a.stream == stream]
+        for frame in analysed:
             if frame.capture_time > end:
                 break
-            run.latencies.append(frame.analysed_at - frame.capture_time)
+            run.latencies.append(frame.decided - frame.capture_time)
             if frame.score is not None:
                 (run.fake_scores if is_fake(frame.pts_s) else run.real_scores).append(frame.score)
             if is_fake(frame.pts_s) and run.first_fake is None:
@@ -392,7 +349,7 @@ class Bench:
             run.window = f"{fakes}/{len(event.window.scores)}, {event.window.score:.3f}"
         run.fake_analysed = sum(
             1
-            for f in self.analysed.get(stream, [])
+            for f in analysed
             if f.score is not None and run.swap_capture <= f.capture_time <= event.time
         )
         if event.time < run.swap_capture:
@@ -417,16 +374,8 @@ def progress(run: Run) -> str:
     return f"run {run.number} {run.clip.name}: no alert ({'; '.join(run.notes) or 'timed out'})"
 
 
-# --- figures ---------------------------------------------------------------------------------
-
-
 def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def p95(values: list[float]) -> float | None:
-    """The nearest-rank 95th percentile (with fewer than 20 values, the largest)."""
-    return float(np.percentile(values, 95, method="inverted_cdf")) if values else None
 
 
 def run_table(runs: list[Run]) -> list[str]:
@@ -467,7 +416,8 @@ def summary_table(runs: list[Run]) -> list[str]:
     for name, values in rows.items():
         if values:
             lines.append(
-                f"| {name} | {fmt(float(np.median(values)))} | {fmt(p95(values))} "
+                f"| {name} | {fmt(common.percentile(values, 50))} "
+                f"| {fmt(common.percentile(values, 95))} "
                 f"| {fmt(min(values))} | {fmt(max(values))} | {len(values)} |"
             )
     return lines
@@ -486,52 +436,11 @@ def open_time(url: str, options: dict[str, str], frames: int = 60) -> tuple[floa
     return first, max((pts - (t - first) for t, pts in arrivals if pts is not None), default=0.0)
 
 
-async def fill_evidence(folder: Path, count: int, clip: Clip) -> None:
-    """``count`` stored alerts in ``folder``, as a service that has been alerting for a
-    while keeps them: one written by the service's evidence store from a frame of the
-    clip, then copied under fresh ids, all older than the alerts to come."""
-    from fakewatch.engines.crop import Box
-    from fakewatch.stream.analysis.events import Event, EventType, Evidence, WindowSummary
-    from fakewatch.stream.sinks.evidence import EvidenceStore
-
-    if count <= 0:
-        return
-    frame = next(_frames(clip.path))
-    side = min(frame.shape[:2]) // 2
-    box = Box(0.0, 0.0, float(side), float(side))
-    crop, mask, now = (
-        np.ascontiguousarray(frame[:side, :side]),
-        np.zeros((side, side), np.float32),
-        time.time(),
-    )
-    window = WindowSummary(0.9, (0.9,) * 8, tuple(now - 0.2 * i for i in range(8)), 0.86, 0.834)
-    evidence = Evidence(frame, mask, crop, box, box, 0.9, now, "t1")
-    seed = Event(
-        EventType.SUSPECTED,
-        "stored",
-        "stored",
-        "rtsp://127.0.0.1/stored",
-        track="t1",
-        window=window,
-        evidence=evidence,
-    )
-    await EvidenceStore(folder).emit(seed)
-    document = json.loads((folder / seed.id / "event.json").read_text())
-    oldest = now - 3600.0
-    for number in range(count):
-        target = folder / seed.id if number == 0 else folder / uuid.uuid4().hex
-        if number:
-            shutil.copytree(folder / seed.id, target)
-            (target / "event.json").write_text(json.dumps({**document, "id": target.name}))
-        os.utime(target, (oldest + number / 1000, oldest + number / 1000))
-
-
 async def measure(
     args: argparse.Namespace, clips: list[Clip], urls: dict[str, str]
 ) -> tuple[Any, list[Run]]:
     receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="fakewatch-alert-latency-") as state:
-        await fill_evidence(Path(state) / "evidence", args.stored_alerts, clips[0])
         async with receiver.listening() as hook:
             endpoint = {
                 "name": "receiver",
@@ -571,7 +480,7 @@ def describe(
         f"machine: {describe_machine(load=True)}",
         f"source: {clip.origin}" + (" (in-sample for the shipped model)" if clip.in_sample else ""),
         f"swap at T = {clip.swap_s:.3f} s; reference: the capture of the first frame received "
-        f"with pts >= T. Evidence store before the runs: {args.stored_alerts} alerts.",
+        "with pts >= T.",
         f"settings (defaults): analysis.fps {analysis.fps:g}, detect_every "
         f"{analysis.detect_every}; vote window_frames {vote.window_frames}, window_seconds "
         f"{vote.window_seconds:g}, min_frames {vote.min_frames}, enter {thresholds.enter:.3f} / "
@@ -620,15 +529,16 @@ def describe(
     )
     webhook = figures.get("capture -> webhook arrival", [])
     delivery = figures.get("event -> webhook arrival (delivery)", [])
+    events = figures.get("capture -> deepfake.suspected event", [])
     median = float(np.median(webhook)) if webhook else None
     out += [
         "",
         f"alerted {len(alerted)}/{len(main)} runs (misses {len(main) - len(alerted)})",
-        f"event p95 {fmt(p95(figures.get('capture -> deepfake.suspected event', [])), 2)} s "
+        f"event p95 {fmt(common.percentile(events, 95), 2)} s "
         f"(vote floor {(full - 1) * interval:.2f}-{full * interval:.2f} s)",
-        f"webhook delivery p95 {fmt(p95(delivery), 3)} s",
+        f"webhook delivery p95 {fmt(common.percentile(delivery, 95), 3)} s",
         f"alert median {fmt(median, 2)} s (target {args.target:g} s)",
-        f"alert p95 {fmt(p95(webhook), 2)} s (target {args.target:g} s)",
+        f"alert p95 {fmt(common.percentile(webhook, 95), 2)} s (target {args.target:g} s)",
     ]
     return out
 
@@ -641,7 +551,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lead", type=float, default=8.0, help="real seconds before the swap")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds after the swap")
     parser.add_argument("--target", type=float, default=2.0, help="alert latency target (s)")
-    parser.add_argument("--stored-alerts", type=int, default=0, help="in the evidence store")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fakewatch-alert-latency"
     )

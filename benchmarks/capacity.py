@@ -1,31 +1,22 @@
 """Pipeline capacity: how many live 5-fps streams one machine watches, against a naive
 pipeline measured in the same run.
 
-Usage (from the repository root; about 25 minutes with the 10-minute memory run):
-
     .venv/bin/python benchmarks/capacity.py [--out docs/benchmarks] [--soak-minutes 10]
 
-* **The streams.** A 720p H.264 clip at 30 fps, one face, encoded like a camera stream
-  (main profile, no B-frames, a keyframe every 2 s, 2.5 Mbit/s), made once from the demo
-  clip and served by ``fakewatch.stream.rtsp_camera``: every client gets its own session
-  from the clip's first frame, paced in real time.
-* **fakewatch**: ``fakewatch serve`` in this process with its defaults (5 fps analysed,
-  detection every 3rd analysed frame, the shared crop batcher), the engine at
-  ``--precision`` (OpenVINO bf16 by default).
-* **naive**: one thread per stream that decodes and converts every frame, and for each
-  frame 0.2 s after the last analysed one detects faces, crops, and runs the same bundle
-  at batch 1 in torch eager, then votes (the product's detector, crop, scoring and vote).
-
-For each number of streams, after ``--warm-up-s``, ``--measure-s`` measures the latency of
-every analysed frame from its capture to its decision (the capture time is the frame's
-presentation time, offset per stream by the smallest receipt - pts seen, so a decoder
-that falls behind counts; the service's own figure, from receipt, is shown too), the
-share of sampled frames lost (1 - analysed / 5 fps x seconds) and the CPU of this
-process, the RTSP server and the machine. A count is sustained at p99 <= ``--p99-ms`` and
-under 1% lost; the streams rise until one fails, then the gap is bisected. The stage
-breakdown splits the face threads' CPU by each operation's cost measured alone in the
-same run. The memory run adds streams one by one up to the capacity, then keeps them for
-``--soak-minutes``. The ratios are printed last.
+The streams: a 720p30 H.264 clip with one face, encoded like a camera stream (main
+profile, no B-frames, a keyframe every 2 s, 2.5 Mbit/s) from the demo clip, served by
+``fakewatch.stream.rtsp_camera`` (each client from the first frame, in real time).
+**fakewatch** is ``fakewatch serve`` hosted here at its defaults, the engine at
+``--precision``. **naive** is a thread per stream that decodes and converts every frame
+and, 5 times a second, detects, crops, runs the same bundle in torch eager at batch 1 and
+votes. Each count of streams is measured for ``--measure-s`` after ``--warm-up-s``: the
+latency of every analysed frame from capture (its pts, offset per stream by the least
+receipt - pts, so a decoder falling behind counts) to decision, the share of sampled
+frames lost, and the CPU of this process, the RTSP server and the machine. A count is
+sustained at p99 <= ``--p99-ms`` with under 1% lost; the count rises until one fails,
+then the gap is bisected. The stage breakdown splits the face threads' CPU by each
+operation's cost measured alone; the memory run adds streams up to the capacity and
+keeps them ``--soak-minutes``. The ratios come last.
 """
 
 from __future__ import annotations
@@ -47,6 +38,7 @@ import common
 import numpy as np
 
 from fakewatch.engines.machine import describe_machine, usable_cores
+from fakewatch.engines.media import iter_video, probe_video
 from fakewatch.stream.rtsp_camera import RtspCamera, rtsp_camera_unavailable
 
 FPS, CLIP_FPS, CLIP_SIZE = 5.0, 30, (1280, 720)
@@ -73,39 +65,29 @@ def thread_cpu_s() -> dict[str, float]:
 
 
 @dataclass
-class Decision:
-    """One analysed frame: its stream, when it was decided, its pts and receipt time."""
-
-    stream: str
-    decided: float
-    pts_s: float | None
-    received: float
-
-
-@dataclass
 class Point:
     """What one number of concurrent streams measured."""
 
     pipeline: str
     streams: int
     seconds: float
-    decisions: list[Decision]
+    decisions: list[common.Analysed]
     cpu: dict[str, float]
     rss: int
     limit_s: float
-    counts: dict[str, float] = field(default_factory=dict)  # the service's counters' deltas
+    counts: dict[tuple[str, str], float] = field(default_factory=dict)  # counter deltas
     threads: dict[str, float] = field(default_factory=dict)  # CPU seconds by thread group
 
     def latencies(self, from_pts: bool = True) -> list[float]:
         """Capture-to-decision seconds of every analysed frame (see the module doc)."""
         if not from_pts:
-            return [d.decided - d.received for d in self.decisions]
+            return [d.decided - d.capture_time for d in self.decisions]
         offsets: dict[str, float] = {}
         for d in self.decisions:
             if d.pts_s is not None:
-                offsets[d.stream] = min(offsets.get(d.stream, np.inf), d.received - d.pts_s)
+                offsets[d.stream] = min(offsets.get(d.stream, np.inf), d.capture_time - d.pts_s)
         return [
-            d.decided - (d.received if d.pts_s is None else offsets[d.stream] + d.pts_s)
+            d.decided - (d.capture_time if d.pts_s is None else offsets[d.stream] + d.pts_s)
             for d in self.decisions
         ]
 
@@ -122,7 +104,7 @@ class Point:
 
     @property
     def p99(self) -> float:
-        return percentile(self.latencies(), 99)
+        return common.percentile(self.latencies(), 99)
 
     @property
     def sustained(self) -> bool:
@@ -131,8 +113,8 @@ class Point:
     def row(self) -> str:
         return (
             f"| {self.pipeline} | {self.streams} | {len(self.decisions) / self.seconds:.1f} "
-            f"| {self.lost:.1%} | {percentile(self.latencies(), 50) * 1000:.0f} "
-            f"| {self.p99 * 1000:.0f} | {percentile(self.latencies(False), 99) * 1000:.0f} "
+            f"| {self.lost:.1%} | {common.percentile(self.latencies(), 50) * 1000:.0f} "
+            f"| {self.p99 * 1000:.0f} | {common.percentile(self.latencies(False), 99) * 1000:.0f} "
             f"| {self.cpu['own']:.0%} | {self.cpu['server']:.0%} | {self.cpu['machine']:.0%} "
             f"| {self.rss / 2**20:.0f} | {'yes' if self.sustained else 'no'} |"
         )
@@ -145,11 +127,6 @@ HEADER = (
 )
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank percentile; NaN when empty."""
-    return float(np.percentile(values, q, method="inverted_cdf")) if values else float("nan")
-
-
 def make_clip(cache: Path, seconds: float) -> Path:
     """The 720p30 camera-like H.264 clip (see the module doc), made once."""
     import av
@@ -160,9 +137,9 @@ def make_clip(cache: Path, seconds: float) -> Path:
     target = cache / f"capacity-720p30-{seconds:.0f}s.mp4"
     if target.is_file():
         return target
-    with av.open(str(fetch_demo_clip(cache))) as source:
-        rate = float(source.streams.video[0].average_rate or 24)
-        frames = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+    source = fetch_demo_clip(cache)
+    rate = probe_video(source).fps
+    frames = [frame.image for frame in iter_video(source)]
     partial = target.with_suffix(".partial.mp4")
     with av.open(str(partial), "w") as output:
         options = {"preset": "veryfast", "profile": "main", "bf": "0", "g": "60"}
@@ -183,23 +160,6 @@ def make_clip(cache: Path, seconds: float) -> Path:
     return target
 
 
-class Recorder:
-    """Collects decisions from any thread; :meth:`take` returns those since the last."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._decisions: list[Decision] = []
-
-    def add(self, decision: Decision) -> None:
-        with self._lock:
-            self._decisions.append(decision)
-
-    def take(self) -> list[Decision]:
-        with self._lock:
-            taken, self._decisions = self._decisions, []
-        return taken
-
-
 COUNTERS = {
     "fakewatch_stage_seconds_count": "stage",
     "fakewatch_frames_dropped_total": "reason",
@@ -216,7 +176,7 @@ class Fakewatch:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
-        self.recorder = Recorder()
+        self.recorder = common.Recorder()
 
     @contextlib.asynccontextmanager
     async def up(self) -> AsyncIterator[Fakewatch]:
@@ -227,13 +187,7 @@ class Fakewatch:
             aiohttp.ClientSession(base) as self.http,
         ):
             self.pipeline = service.pipeline
-
-            def observe(state: Any, frame: Any, faces: Any) -> None:
-                self.recorder.add(
-                    Decision(state.name, time.time(), frame.pts_s, frame.capture_time)
-                )
-
-            self.pipeline.observers.append(observe)
+            self.pipeline.observers.append(self.recorder)
             yield self
 
     async def start(self, url: str, count: int, prefix: str = "s") -> list[str]:
@@ -243,20 +197,10 @@ class Fakewatch:
         for stream_id in ids:
             await self.pipeline.remove(stream_id)
 
-    async def counters(self) -> dict[str, float]:
+    async def counters(self) -> dict[tuple[str, str], float]:
         """The service's counters, summed over labels but the stage and drop reason."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         async with self.http.get("/metrics") as response:
-            text = await response.text()
-        found: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in COUNTERS:
-                    label = COUNTERS[sample.name]
-                    key = f"{sample.name}:{sample.labels[label]}" if label else sample.name
-                    found[key] = found.get(key, 0.0) + sample.value
-        return found
+            return common.scrape(await response.text(), COUNTERS)
 
 
 class Naive:
@@ -265,7 +209,7 @@ class Naive:
     name = "naive"
 
     def __init__(self) -> None:
-        self.recorder = Recorder()
+        self.recorder = common.Recorder()
         self._threads: dict[str, tuple[threading.Thread, threading.Event]] = {}
 
     @contextlib.asynccontextmanager
@@ -296,7 +240,7 @@ class Naive:
             stop.set()
             await asyncio.to_thread(thread.join, 15)
 
-    async def counters(self) -> dict[str, float]:
+    async def counters(self) -> dict[tuple[str, str], float]:
         return {}
 
     def _run(self, url: str, name: str, stop: threading.Event) -> None:
@@ -330,7 +274,7 @@ class Naive:
                     vote.add(received, max(scores), None)
                 else:
                     vote.tick(received)
-                self.recorder.add(Decision(name, time.time(), float(frame.time), received))
+                self.recorder.add(common.Analysed(name, float(frame.time), received, time.time()))
 
 
 Pipeline = Fakewatch | Naive
@@ -448,9 +392,9 @@ def stage_table(point: Point, costs: dict[str, float]) -> list[str]:
     counts, threads = point.counts, point.threads
     modelled = {
         "convert": len(point.decisions) * costs["convert"],
-        "detect": counts.get("fakewatch_stage_seconds_count:detect", 0.0) * costs["detect"],
-        "track": counts.get("fakewatch_stage_seconds_count:track", 0.0) * costs["track"]
-        + counts.get("fakewatch_faces_analysed_total", 0.0) * costs["crop"],
+        "detect": counts.get(("fakewatch_stage_seconds_count", "detect"), 0.0) * costs["detect"],
+        "track": counts.get(("fakewatch_stage_seconds_count", "track"), 0.0) * costs["track"]
+        + counts.get(("fakewatch_faces_analysed_total", ""), 0.0) * costs["crop"],
     }
     share = {
         k: v / (sum(modelled.values()) or 1.0) * threads.get("faces", 0.0)
@@ -506,31 +450,6 @@ async def memory_run(ours: Fakewatch, url: str, streams: int, minutes: float) ->
     ]
 
 
-def plot(points: list[Point], limit_s: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (latency, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name, style in (("fakewatch", "o-"), ("naive", "s--")):
-        mine = [p for p in points if p.pipeline == name]
-        x = [p.streams for p in mine]
-        latency.plot(x, [p.p99 * 1000 for p in mine], style, label=name)
-        cpu.plot(x, [p.cpu["machine"] * 100 for p in mine], style, label=f"{name}: machine")
-    latency.axhline(limit_s * 1000, color="red", lw=1, label=f"p99 limit {limit_s * 1000:.0f} ms")
-    latency.set(
-        xlabel="concurrent 5-fps 720p streams", ylabel="p99 capture-to-decision (ms)", yscale="log"
-    )
-    cpu.set(xlabel="concurrent 5-fps 720p streams", ylabel="CPU (% of all cores)", ylim=(0, 105))
-    for axes in (latency, cpu):
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
 async def main_async(args: argparse.Namespace) -> int:
     if reason := rtsp_camera_unavailable():
         print(f"cannot run: {reason}")
@@ -580,9 +499,9 @@ async def main_async(args: argparse.Namespace) -> int:
     ]
     for point in points:
         if point.pipeline == "fakewatch" and point.streams == capacity["fakewatch"]:
-            calls = point.counts.get("fakewatch_inference_batch_size_count", 0.0)
-            crops = point.counts.get("fakewatch_inference_batch_size_sum", 0.0)
-            drops = {k.split(":")[1]: v for k, v in point.counts.items() if "dropped" in k and v}
+            calls = point.counts.get(("fakewatch_inference_batch_size_count", ""), 0.0)
+            crops = point.counts.get(("fakewatch_inference_batch_size_sum", ""), 0.0)
+            drops = {k[1]: v for k, v in point.counts.items() if "dropped" in k[0] and v}
             report += [
                 "",
                 f"CPU by stage at the capacity, {point.streams} streams, {point.seconds:.0f} s:",
@@ -602,7 +521,6 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "capacity.md").write_text(text + "\n")
-        plot(points, args.p99_ms / 1000, args.out / "capacity.png")
     ours_best, naive_best = capacity["fakewatch"], capacity["naive"]
     print(f"\n{text}\n\ncapacity: fakewatch {ours_best} streams, naive {naive_best} streams")
     if naive_best:
@@ -613,14 +531,10 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
-def streams_list(text: str) -> list[int]:
-    return sorted({int(v) for v in text.split(",") if v.strip()})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=streams_list, default="1,4,8,12,16,20,24,32")
-    parser.add_argument("--naive-streams", type=streams_list, default="1,2,3,4,6,8")
+    parser.add_argument("--streams", type=common.int_list, default="1,4,8,12,16,20,24,32")
+    parser.add_argument("--naive-streams", type=common.int_list, default="1,2,3,4,6,8")
     parser.add_argument("--warm-up-s", type=float, default=12.0)
     parser.add_argument("--measure-s", type=float, default=30.0)
     parser.add_argument("--p99-ms", type=float, default=250.0)
@@ -636,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-naive", action="store_true", help="measure fakewatch only")
     parser.add_argument("--cache", type=Path, default=common.DEMO_CACHE)
-    parser.add_argument("--out", type=Path, help="write capacity.md and capacity.png here")
+    parser.add_argument("--out", type=Path, help="write capacity.md here")
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 

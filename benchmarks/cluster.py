@@ -1,33 +1,20 @@
 """Cluster mode against ``fakewatch serve``, 1 against 2 simulated nodes, and recovery.
 
-Usage (from the repository root; about 5 minutes):
+    .venv/bin/python benchmarks/cluster.py [--streams 4] [--skip-nodes] [--node-loss]
+        [--out docs/benchmarks]
 
-    .venv/bin/python benchmarks/cluster.py [--streams 4] [--window-s 30] [--skip-nodes]
-        [--node-loss] [--out docs/benchmarks]
-
-The streams are the demo clip (640x360, 24 fps, one face) as looping files, added through
-the API until each shard holds an equal share. Each run waits until every stream is
-analysed, warms up ``--warm-up-s`` and measures ``--window-s``:
-
-1. **Overhead**: ``--streams`` streams on ``fakewatch serve`` in this process, then on a
-   local one-node Ray cluster (``--shards`` shards, the Serve segmenter and the front,
-   a redis-server of its own, started as ``fakewatch cluster up --local`` starts it).
-2. **Nodes** (unless ``--skip-nodes``): ``ray.cluster_utils.Cluster``, a 1-CPU head (front,
-   segmenter) and 1, then 2, CPU-less worker nodes with one shard each and ``--per-node``
-   streams each.
-3. **Recovery**: ``--kills`` times a local shard is SIGKILLed, timed until a new process
-   analyses all its streams again. ``--node-loss``: the 2-node cluster gets a spare worker,
-   then loses shard-0's node without a graceful stop, timed until that shard's streams
-   are analysed on another node.
-
-Measured in each window: CPU, RSS and PSS summed over this process and every process
-below it (Ray's GCS, raylets, workers, Serve, redis-server; cluster runs leave this
-process, the Ray driver, out of the memory); analysed frames/s per stream and frames
-dropped under load (the API's counts); crops per engine call and engine ms per crop; p50
-and p99 of ``fakewatch_end_to_end_latency_seconds`` from each ``/metrics`` (the single
-service's, or each shard's listed at ``/cluster/targets``), interpolated within the
-bucket deltas as Prometheus's ``histogram_quantile`` does. All processes share this
-machine's cores: a simulated second node adds no CPU.
+The streams are the demo clip as looping files. Each run waits until every stream is
+analysed, warms up ``--warm-up-s`` and measures ``--window-s``: ``fakewatch serve`` hosted
+here, then a local one-node Ray cluster (``--shards`` shards, the Serve segmenter, the
+front, a redis-server of its own); then (unless ``--skip-nodes``) a 1-CPU head and 1, then
+2, CPU-less simulated worker nodes of one shard and ``--per-node`` streams each. Recovery:
+``--kills`` shard SIGKILLs, each timed until a new process analyses all its streams; with
+``--node-loss``, a worker node removed without a graceful stop, timed until its shard's
+streams are analysed on a spare node. Each window measures CPU, RSS and PSS over this
+process and all below it (cluster runs leave this process, the driver, out of memory),
+analysed fps and drops under load per stream (the API), crops per engine call, and p50
+and p99 latency from each ``/metrics`` histogram (interpolated as ``histogram_quantile``
+does). Every process shares this machine's cores: a simulated node adds no CPU.
 """
 
 from __future__ import annotations
@@ -59,6 +46,7 @@ from fakewatch.engines.machine import describe_machine, usable_cores
 LATENCY = "fakewatch_end_to_end_latency_seconds_bucket"
 CROPS, CALLS = "fakewatch_inference_batch_size_sum", "fakewatch_inference_batch_size_count"
 ENGINE_S = "fakewatch_inference_seconds_sum"
+SCRAPED = {LATENCY: "le", CROPS: None, CALLS: None, ENGINE_S: None}
 LOAD_DROPS = ("queue_full", "stale", "engine_failed", "detector_failed")
 RAY_TMP = Path(tempfile.gettempdir()) / "ray"
 Fetch = Callable[[], Any]
@@ -116,18 +104,6 @@ def tree() -> dict[int, tuple[float, int, int, str]]:
     return found
 
 
-def scrape(text: str) -> dict[tuple[str, float], float]:
-    """(name, bucket bound or 0) -> value of the scraped series, summed over streams."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    found: dict[tuple[str, float], float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in (LATENCY, CROPS, CALLS, ENGINE_S):
-                found[sample.name, float(sample.labels.get("le", 0))] += sample.value
-    return found
-
-
 def quantile(counts: dict[float, float], q: float) -> float:
     """``q`` (0..1) of cumulative bucket ``counts``, linear within a bucket (Prometheus's
     ``histogram_quantile``); NaN when empty, the last finite bound when beyond it."""
@@ -181,7 +157,8 @@ class Result:
             f"| {statistics.mean(per_stream):.2f} / {min(per_stream):.2f} | {self.dropped:.0f} "
             f"| {self.p50 * 1000:.0f} | {self.p99 * 1000:.0f} | {self.cpu_s / self.seconds:.2f} "
             f"| {self.cpu_per_stream:.3f} | {self.machine:.0%} | {self.rss / 2**20:.0f} "
-            f"| {self.pss / 2**20:.0f} | {self.crops_per_call:.2f} | {self.engine_ms_per_crop:.1f} |"
+            f"| {self.pss / 2**20:.0f} | {self.crops_per_call:.2f} "
+            f"| {self.engine_ms_per_crop:.1f} |"
         )
 
 
@@ -205,18 +182,18 @@ def measure(run: str, snapshots: Fetch, metrics: Fetch, window_s: float, with_se
     for pid, (cpu_s, _, _, name) in last_tree.items():
         by_process[name] += cpu_s - first_tree.get(pid, (0.0,))[0]
     kept = [v for p, v in last_tree.items() if with_self or p != os.getpid()]
-    deltas: dict[tuple[str, float], float] = defaultdict(float)
+    deltas: dict[tuple[str, str], float] = defaultdict(float)
     for key in set(first_metrics) & set(last_metrics):
-        before = scrape(first_metrics[key])
-        for (name, le), value in scrape(last_metrics[key]).items():
+        before = common.scrape(first_metrics[key], SCRAPED)
+        for (name, le), value in common.scrape(last_metrics[key], SCRAPED).items():
             if name == LATENCY or not key.startswith("shard"):  # engine calls: not a shard's
-                deltas[name, le] += value - before[name, le]
-    crops = deltas[CROPS, 0.0]
+                deltas[name, le] += value - before.get((name, le), 0.0)
+    crops = deltas[CROPS, ""]
 
     def drops(streams: dict[str, Any]) -> float:
         return sum(s["frames_dropped"].get(r, 0) for s in streams.values() for r in LOAD_DROPS)
 
-    latency = {le: v for (name, le), v in deltas.items() if name == LATENCY}
+    latency = {float(le): v for (name, le), v in deltas.items() if name == LATENCY}
     result = Result(
         run,
         seconds,
@@ -231,8 +208,8 @@ def measure(run: str, snapshots: Fetch, metrics: Fetch, window_s: float, with_se
         drops(last) - drops(first),
         quantile(latency, 0.5),
         quantile(latency, 0.99),
-        crops / max(1.0, deltas[CALLS, 0.0]),
-        deltas[ENGINE_S, 0.0] / max(1.0, crops) * 1000,
+        crops / max(1.0, deltas[CALLS, ""]),
+        deltas[ENGINE_S, ""] / max(1.0, crops) * 1000,
         dict(by_process),
     )
     print(result.row(), flush=True)

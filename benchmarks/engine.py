@@ -1,39 +1,26 @@
 """Segmentation engines against this CPU's measured peak and torch eager, and what each
 reduced precision costs in accuracy.
 
-Usage (from the repository root):
+    .venv/bin/python benchmarks/engine.py [--batch 1,8,32] [--seconds 3] [--no-accuracy]
+        [--calibration PATH ...] [--out FILE]
 
-    .venv/bin/python benchmarks/engine.py [--bundle BUNDLE] [--batch 1,8,32] [--seconds 3]
-        [--peak-seconds 2] [--calibration PATH ...] [--data DIR] [--recipe YAML]
-        [--no-accuracy] [--out FILE]
-
-The markdown report goes to stdout (and to ``--out``); progress goes to stderr:
-
-1. the machine (``fakewatch.engines.machine``) and library versions;
-2. the peak arithmetic rate per precision, measured by ``benchmarks/peak.c`` (compiled
-   here with ``cc -O2 -march=native``, one pinned thread per core); without a C compiler,
-   an estimate from /proc/cpuinfo (cores x GHz x FLOPs a cycle), and the report says so.
-   ``torch.matmul`` of 2048 x 2048 is given beside it as what a tuned library reaches;
-3. every CPU engine that opens (torch eager f32, the baseline; onnxruntime f32; openvino
-   f32, bf16 and static int8) timed by ``fakewatch.engines.bench.bench`` in interleaved
-   turns: crops/s, p50/p99, the ratio to torch eager, GFLOP/s and the fraction of the
-   peak of the engine's precision. Reduced precisions without a passing parity check are
-   built in a temporary copy of the bundle by ``fakewatch engine build``;
-4. where openvino's time goes at batch 8 (OpenVINO's ``PERF_COUNT``), by layer kind;
-5. the accuracy cost of bf16 and int8: mask and crop-score differences from openvino f32
-   on real face crops (``engines.precision.compare``), and the frame and video AUC on the
-   recipe's validation split (``training.evaluate``), which needs ``../shared/data``;
-6. last, the ratios.
-
-Calibration media for int8: ``--calibration``, else the real faces the recipe does not
-hold out (``../shared/data/real-faces``), else the demo clip.
+The markdown report goes to stdout (and ``--out``), progress to stderr: the machine; the
+peak rate of each precision, measured by ``peak.c`` (compiled here with ``cc -O2
+-march=native``, one pinned thread per core) beside ``torch.matmul``; every CPU engine
+(torch eager f32, the baseline; onnxruntime f32; openvino f32, bf16, int8) timed by
+``fakewatch.engines.bench`` in interleaved turns, as ratios to torch eager and fractions
+of the peak of its precision (reduced precisions without a passing parity check are built
+in a copy of the bundle by ``fakewatch engine build``); openvino's per-layer profile; the
+accuracy cost of bf16 and int8 on real face crops (``engines.precision.compare``) and on
+the recipe's validation split (``training.evaluate``, needs ``../shared/data``); the
+ratios last. int8 calibration media: ``--calibration``, else the real faces the recipe
+does not hold out, else the demo clip.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import math
 import os
@@ -48,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
+from common import num, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_SOURCE = Path(__file__).with_name("peak.c")
@@ -64,6 +53,7 @@ CPU_OPTIONS = (
 )
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
 PRECISIONS = ("f32", "bf16", "int8")
+LIBRARIES = ("numpy", "torch", "onnxruntime", "openvino")
 
 
 def log(message: str) -> None:
@@ -71,41 +61,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
 def machine_section(compiler: str | None) -> list[str]:
     from fakewatch.engines.defaults import installed_version
     from fakewatch.engines.machine import cpu_flags, cpu_info, describe_machine
 
-    info, flags = cpu_info(), cpu_flags()
-    versions = ", ".join(
-        f"{m} {_version(m)}" for m in ("numpy", "torch", "onnxruntime", "openvino")
-    )
+    info, flags = cpu_info(), " ".join(f for f in FLAGS if f in cpu_flags())
+    versions = [f"{m.__name__} {m.__version__}" for m in map(__import__, LIBRARIES)]
     return [
         "## Machine",
         "",
-        f"- {describe_machine(load=True)}",
-        f"- family {info.get('cpu family', '?')} model {info.get('model', '?')}, "
-        f"{info.get('cpu MHz', '?')} MHz reported; instruction sets: "
-        f"{' '.join(f for f in FLAGS if f in flags) or '-'}",
-        f"- {versions}, fakewatch {installed_version()}; C compiler: {compiler or 'none'}",
+        f"- {describe_machine(load=True)}; family {info.get('cpu family')} model "
+        f"{info.get('model')}; {flags or 'no AVX2'}",
+        f"- {', '.join(versions)}, fakewatch {installed_version()}; C compiler: {compiler}",
     ]
-
-
-def _version(module: str) -> str:
-    try:
-        return str(getattr(__import__(module), "__version__", "?"))
-    except ImportError:
-        return "not installed"
-
-
-# --- peak arithmetic rate ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -114,12 +82,11 @@ class Peak:
 
     precision: str
     gflops: float
-    method: str  # "measured" or "estimated"
     kernel: str
-    ops_per_instruction: int = 0
-    sustained_gflops: float | None = None
-    cores: int = 0
-    ghz: float | None = None  # each core's clock while measured (or as reported)
+    ops_per_instruction: int
+    sustained_gflops: float
+    cores: int
+    ghz: float | None  # each core's clock while measured
 
     @property
     def per_cycle(self) -> float | None:
@@ -152,7 +119,7 @@ def measure_peak(seconds: float, compiler: str) -> dict[str, Peak]:
     rows = [line.split() for line in ran.stdout.splitlines()]
     clock = next((float(r[3]) / int(r[5]) for r in rows if r[0] == "clock"), None)
     peaks = {
-        name: Peak(name, float(best), "measured", isa, int(ops), float(sustained), int(n), clock)
+        name: Peak(name, float(best), isa, int(ops), float(sustained), int(n), clock)
         for name, isa, ops, best, sustained, n, _ in rows
         if isa != "none" and name != "clock"
     }
@@ -161,67 +128,27 @@ def measure_peak(seconds: float, compiler: str) -> dict[str, Peak]:
     return peaks
 
 
-def estimate_peak(flags: set[str] | None = None, cores: int | None = None) -> dict[str, Peak]:
-    """cores x GHz x FLOPs a cycle from /proc/cpuinfo, assuming two full-width FMA pipes
-    a core: an upper bound, for machines without a C compiler."""
-    from fakewatch.engines.machine import cpu_flags, cpu_info, usable_cores
-
-    flags = cpu_flags() if flags is None else flags
-    cores = cores or usable_cores()
-    ghz = float(cpu_info().get("cpu MHz") or 2000) / 1000
-    lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else 4
-    per_cycle = {"f32": 4 * lanes}
-    if "avx512_bf16" in flags:
-        per_cycle["bf16"] = 8 * lanes
-    if flags & {"avx512_vnni", "avx_vnni"}:
-        per_cycle["int8"] = 16 * lanes
-    return {
-        name: Peak(
-            name,
-            cores * ghz * value,
-            "estimated",
-            f"{cores} cores x {ghz:.2f} GHz x {value} FLOP/cycle ({lanes} lanes, 2 FMA pipes)",
-            cores=cores,
-            ghz=ghz,
-        )
-        for name, value in per_cycle.items()
-    }
-
-
 def peak_flops(seconds: float) -> tuple[dict[str, Peak], str | None]:
-    """The measured peaks, or the estimate and the reason the measurement failed."""
-    compiler = find_compiler()
+    """The measured peaks, or none and the reason they could not be measured."""
     try:
-        if compiler is None:
+        if (compiler := find_compiler()) is None:
             raise RuntimeError("no C compiler (cc, gcc or clang) on the PATH")
         return measure_peak(seconds, compiler), None
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        return estimate_peak(), str(error)
+        return {}, str(error)
 
 
-def library_gemm(seconds: float, n: int = 2048) -> dict[str, float]:
-    """Best GFLOP/s of ``torch.matmul`` of two n x n matrices on all threads, per dtype."""
-    try:
-        import torch
-    except ImportError:
-        return {}
-    rates = {}
-    for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        torch.matmul(a, b)
-        best, spent = 0.0, 0.0
-        while spent < seconds:
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            spent += (elapsed := time.perf_counter() - start)
-            best = max(best, 2 * n**3 / elapsed / 1e9)
-        rates[name] = best
-    return rates
+def library_gemm(seconds: float) -> dict[str, float]:
+    """Best GFLOP/s of ``torch.matmul`` of 2048 x 2048 matrices, f32 and bf16."""
+    import torch
+
+    pairs = (("f32", torch.float32), ("bf16", torch.bfloat16))
+    return {name: common.matmul_rate(dtype, 2048, seconds) / 1e9 for name, dtype in pairs}
 
 
 def peak_section(peaks: dict[str, Peak], reason: str | None, gemm: dict[str, float]) -> list[str]:
     how = (
-        f"**Not measured** ({reason}): estimated from /proc/cpuinfo, an upper bound."
+        f"**Not measured** ({reason}): no fraction of the peak below."
         if reason
         else f"Measured by `{PEAK_SOURCE.name}`: each core's best 20 ms window, summed over the "
         "cores (sustained: the whole run); int8 counts multiply and add as 2 operations; GHz "
@@ -242,65 +169,31 @@ def peak_section(peaks: dict[str, Peak], reason: str | None, gemm: dict[str, flo
             continue
         matmul = gemm.get(name)
         lines.append(
-            f"| {name} | {p.method}: {p.kernel} | {p.ops_per_instruction or '-'} "
-            f"| {p.cores} x {_num(p.ghz, '.2f')} | {_num(p.per_cycle, '.1f')} | {p.gflops:.0f} "
-            f"| {_num(p.sustained_gflops, '.0f')} | {_num(matmul, '.0f')} "
-            f"| {_pct(matmul / p.gflops if matmul else None)} |"
+            f"| {name} | {p.kernel} | {p.ops_per_instruction or '-'} "
+            f"| {p.cores} x {num(p.ghz, '.2f')} | {num(p.per_cycle, '.1f')} | {p.gflops:.0f} "
+            f"| {num(p.sustained_gflops, '.0f')} | {num(matmul, '.0f')} "
+            f"| {pct(matmul / p.gflops if matmul else None)} |"
         )
     return lines
 
 
-# --- engines -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One engine at one batch size, with its ratio to torch eager and to its peak."""
-
-    label: str
-    precision: str
-    batch: int
-    crops_per_s: float
-    p50_ms: float
-    p99_ms: float
-    calls: int
-    vs_torch: float | None
-    gflops: float | None
-    peak_fraction: float | None
-
-
 def measure_engines(
     engines: Sequence[Any],
-    batches: tuple[int, ...],
+    batches: list[int],
     seconds: float,
     peaks: dict[str, Peak],
     flops: float | None,
-) -> list[Cell]:
-    """``fakewatch.engines.bench.bench`` (interleaved turns), as cells."""
+) -> list[common.Cell]:
+    """``fakewatch.engines.bench.bench`` (interleaved turns), against torch eager and the
+    peak of each engine's precision."""
     from fakewatch.engines.bench import bench
 
-    results = bench(list(engines), batches, seconds)
-    precision = {e.info.label: e.info.precision for e in engines}
-    base = {r.batch: r.crops_per_s for r in results if r.label == BASELINE}
-    cells = []
-    for r in results:
-        gflops = r.crops_per_s * flops / 1e9 if flops else None
-        peak = peaks.get(precision[r.label])
-        cells.append(
-            Cell(
-                r.label,
-                precision[r.label],
-                r.batch,
-                r.crops_per_s,
-                r.p50_ms,
-                r.p99_ms,
-                len(r.latencies_s),
-                r.crops_per_s / base[r.batch] if r.batch in base else None,
-                gflops,
-                gflops / peak.gflops if gflops and peak else None,
-            )
-        )
-    return cells
+    results = bench(list(engines), tuple(batches), seconds)
+    return common.cells(results, engines, BASELINE, flops, lambda info: peak_of(peaks, info))
+
+
+def peak_of(peaks: dict[str, Peak], info: Any) -> float | None:
+    return peaks[info.precision].gflops if info.precision in peaks else None
 
 
 def prepare_bundle(
@@ -332,13 +225,13 @@ def prepare_bundle(
 
 
 def engine_section(
-    table: Sequence[Cell], engines: Sequence[Any], notes: Sequence[str], flops: float | None
+    table: Sequence[common.Cell], engines: Sequence[Any], notes: Sequence[str], flops: float | None
 ) -> list[str]:
     lines = [
         "## Engines",
         "",
         "Interleaved turns; ratios against torch eager f32 at the same batch; GFLOP/s = crops/s"
-        f" x {_num(flops and flops / 1e9, '.2f')} GFLOP a crop (int8 counted as the same); % of"
+        f" x {num(flops and flops / 1e9, '.2f')} GFLOP a crop (int8 counted as the same); % of"
         " peak against the peak of the engine's own precision.",
         "",
         *(f"- {e.info.label}: {e.info.detail}" for e in engines),
@@ -351,13 +244,10 @@ def engine_section(
     for c in table:
         lines.append(
             f"| {c.label} | {c.batch} | {c.calls} | {c.crops_per_s:.1f} | {c.p50_ms:.1f} "
-            f"| {c.p99_ms:.1f} | {_num(c.vs_torch, '.2f')} | {_num(c.gflops, '.0f')} "
-            f"| {_pct(c.peak_fraction)} |"
+            f"| {c.p99_ms:.1f} | {num(c.vs_baseline, '.2f')} | {num(c.gflops, '.0f')} "
+            f"| {pct(c.peak_fraction)} |"
         )
     return lines
-
-
-# --- where openvino's time goes ------------------------------------------------------------
 
 
 @dataclass
@@ -452,8 +342,8 @@ def breakdown_section(
         rate = k.flops / k.seconds / 1e9 if k.seconds and k.flops else None
         lines.append(
             f"| {k.kind} | {k.nodes} | {k.seconds / total_time:.1%} | {k.flops / total_flops:.1%} "
-            f"| {_num(rate, '.0f')} | {_pct(rate / peak.gflops if rate and peak else None)} "
-            f"| {_num(k.flops / k.bytes if k.bytes else None, '.0f')} "
+            f"| {num(rate, '.0f')} | {pct(rate / peak.gflops if rate and peak else None)} "
+            f"| {num(k.flops / k.bytes if k.bytes else None, '.0f')} "
             f"| {', '.join(sorted(k.primitives))} |"
         )
     if peak is not None:
@@ -467,25 +357,6 @@ def breakdown_section(
             f"the FLOPs; without them the engine would run at {without:.0%} of the peak.",
         ]
     return lines
-
-
-# --- accuracy ------------------------------------------------------------------------------
-
-
-class MemoFaceDetector:
-    """A face detector that remembers its answer for each frame, so that media evaluated
-    with several engines is detected once."""
-
-    def __init__(self, detector: Any) -> None:
-        self._detector = detector
-        self._seen: dict[bytes, Any] = {}
-
-    def detect(self, frame: np.ndarray) -> Any:
-        key = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16)
-        key.update(str(frame.shape).encode())
-        if (digest := key.digest()) not in self._seen:
-            self._seen[digest] = self._detector.detect(frame)
-        return self._seen[digest]
 
 
 @dataclass(frozen=True)
@@ -569,8 +440,8 @@ def holdout_rows(engines: Sequence[Any], data: Any, detector: Any, max_frames: i
         change = f"{np.abs(scores - reference[2]).max():.4f}" if same and len(scores) else "-"
         flips = int(((scores >= threshold) != (reference[2] >= threshold)).sum()) if same else "-"
         rows.append(
-            f"| {engine.info.label} | {frame.n_real}/{frame.n_fake} | {_num(frame.auc, '.4f')} "
-            f"| {_delta(frame.auc, reference[0])} | {_num(video, '.3f')} "
+            f"| {engine.info.label} | {frame.n_real}/{frame.n_fake} | {num(frame.auc, '.4f')} "
+            f"| {_delta(frame.auc, reference[0])} | {num(video, '.3f')} "
             f"| {_delta(video, reference[1])} | {change} | {flips} "
             f"| {time.perf_counter() - started:.0f} |"
         )
@@ -590,7 +461,7 @@ def accuracy_section(
     lines = ["## Accuracy cost of reduced precision", "", f"{media.note}.", ""]
     if REFERENCE not in {e.info.label for e in engines}:
         return [*lines, f"Skipped: {REFERENCE} did not open."]
-    detector = MemoFaceDetector(default_face_detector())
+    detector = default_face_detector()
     log("parity on real face crops ...")
     try:
         crops = collect_crops(media.parity, bundle, detector)
@@ -602,7 +473,7 @@ def accuracy_section(
         ]
     except ValueError as error:
         lines.append(f"Parity skipped: {error}")
-    lines += ["", "### Validation split (openvino; faces detected once, reused)", ""]
+    lines += ["", "### Validation split (openvino engines)", ""]
     if media.holdout is None:
         return [*lines, "Skipped: no development samples, or --no-accuracy."]
     openvino = [e for e in engines if e.info.backend == "openvino"]
@@ -615,50 +486,26 @@ def accuracy_section(
     ]
 
 
-# --- ratios and the command ----------------------------------------------------------------
-
-
-def ratios_section(table: Sequence[Cell], batches: tuple[int, ...]) -> list[str]:
-    by = {(c.label, c.batch): c for c in table}
-    head = [
-        "| engine | " + " | ".join(f"batch {b}" for b in batches) + " |",
-        "|---|" + "---|" * len(batches),
-    ]
-
-    def rows(value: Any) -> list[str]:
-        return [
-            f"| {label} | "
-            + " | ".join(value(by[label, b]) if (label, b) in by else "-" for b in batches)
-            + " |"
-            for label in dict.fromkeys(c.label for c in table)
-        ]
-
-    lines = ["## Ratios", "", "crops/s against torch eager f32 at the same batch:", "", *head]
-    lines += rows(lambda c: _num(c.vs_torch, ".2f"))
-    lines += ["", "Fraction of the measured peak of the engine's precision:", "", *head]
-    lines += rows(lambda c: _pct(c.peak_fraction))
+def ratios_section(table: Sequence[common.Cell]) -> list[str]:
+    lines = ["## Ratios", "", "crops/s against torch eager f32 at the same batch:", ""]
+    lines += common.ratio_table(table, "engine", lambda c: num(c.vs_baseline, ".2f"))
+    lines += ["", "Fraction of the measured peak of the engine's precision:", ""]
+    lines += common.ratio_table(table, "engine", lambda c: pct(c.peak_fraction))
     best = max(table, key=lambda c: c.peak_fraction or 0.0, default=None)
     if best is not None and best.peak_fraction is not None:
         verdict = "met" if best.peak_fraction >= TARGET_FRACTION else "NOT met"
         lines += [
             "",
             f"Target {TARGET_FRACTION:.0%} of peak: {verdict} (best {best.label} at batch "
-            f"{best.batch}: {best.peak_fraction:.1%}; {best.vs_torch or 0:.2f}x torch eager).",
+            f"{best.batch}: {best.peak_fraction:.1%}; {best.vs_baseline or 0:.2f}x torch eager).",
         ]
     return lines
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    values = tuple(int(v) for v in text.split(",") if v)
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None, help="default: the shipped one")
-    parser.add_argument("--batch", type=_batches, default=(1, 8, 32), help="e.g. 1,8,32")
+    parser.add_argument("--batch", type=common.int_list, default=[1, 8, 32], help="e.g. 1,8,32")
     parser.add_argument("--seconds", type=float, default=3.0, help="per engine and batch")
     parser.add_argument("--peak-seconds", type=float, default=2.0, help="per precision")
     parser.add_argument("--gemm-seconds", type=float, default=1.0, help="per dtype")
@@ -713,7 +560,7 @@ def run(args: argparse.Namespace) -> Iterator[list[str]]:
         yield accuracy_section(bundle, engines, media, args.max_frames)
         for engine in engines:
             engine.close()
-    yield ratios_section(table, args.batch)
+    yield ratios_section(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,32 +1,23 @@
 """fakewatch's own engines on an NVIDIA GPU against torch eager and the GPU's measured
 GEMM ceiling, with each engine's mask difference from torch f32.
 
-Here, with the project's ``.venv``, build what the GPU machine carries::
-
-    .venv/bin/python benchmarks/gpu.py --prepare
-
-It builds fakewatch as a wheel (``pip wheel --no-deps .``, the shipped bundle inside)
-into ``build/gpu-wheels`` and downloads beside it, at the versions of constraints.txt,
-the wheels of what a machine with only torch lacks (:data:`DEVICE_EXTRAS`: pydantic with
-its CPython 3.12 core, segmentation-models-pytorch). On the GPU machine, carrying that
-folder, from the repository root::
+Here: ``.venv/bin/python benchmarks/gpu.py --prepare`` builds fakewatch's wheel (``pip
+wheel --no-deps .``, the shipped bundle inside) into ``build/gpu-wheels`` with the wheels
+a machine with only torch lacks (:data:`DEVICE_EXTRAS`, for CPython 3.12, at the versions
+of constraints.txt). There, carrying that folder, from the repository root::
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site build/gpu-wheels/*.whl
     PYTHONPATH=/tmp/site python3 benchmarks/gpu.py --budget-s 300
 
-The engines are opened by ``fakewatch.engines.runtimes.open_engine`` as the service
-opens them: torch/cuda f32 (the baseline: eager, with torch's default TF32 cuDNN
-convolutions), fp16 and bf16; onnxruntime's cuda and tensorrt providers where
-onnxruntime-gpu is installed; tensorrt fp16, compiled into a copy of the bundle by
-``compile_tensorrt`` where torch-tensorrt imports. An engine that cannot run is listed
-with the reason. They are timed by ``fakewatch.engines.bench.bench`` in interleaved
-turns, numpy crops in and masks out, so the copies to and from the device count as they
-do in the service. GFLOP/s (crops/s x FLOPs a crop) is set against the best rate of a
-large ``torch.matmul`` at the engine's precision (TF32 for f32 on CUDA).
-
-``gpu-bench.json`` and ``gpu-bench.md`` go to ``--out`` (``$OUT`` when set), rewritten
-after every batch size; the ratios are printed last. Without a GPU, ``--device cpu
---quick`` runs the same path on torch/cpu f32 and bf16 in a few seconds.
+The engines are opened by ``open_engine`` as the service opens them: torch/cuda f32 (the
+baseline; torch's default TF32 convolutions), fp16 and bf16; onnxruntime's cuda and
+tensorrt providers where onnxruntime-gpu is installed; tensorrt fp16 compiled into a copy
+of the bundle by ``compile_tensorrt`` where torch-tensorrt imports; one that cannot run is
+listed with the reason. ``fakewatch.engines.bench`` times them in interleaved turns,
+numpy in and out, so host-device copies count as in the service; GFLOP/s is set against
+the best ``torch.matmul`` rate at the engine's precision (TF32 for f32). ``gpu-bench.json``
+and ``.md`` go to ``--out`` (``$OUT`` when set) after every batch size; the ratios come
+last. Without a GPU, ``--device cpu --quick`` runs torch/cpu f32 and bf16.
 """
 
 from __future__ import annotations
@@ -43,6 +34,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import common
+from common import num, pct
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS = ROOT / "build" / "gpu-wheels"
@@ -68,30 +62,11 @@ CPU_OPTIONS = (("torch", "cpu", "f32"), ("torch", "cpu", "bf16"))
 JSON_NAME, MARKDOWN_NAME = "gpu-bench.json", "gpu-bench.md"
 
 
-# --- here: the wheels the GPU machine carries ---------------------------------------------
-
-
-def pins(constraints: Path) -> dict[str, str]:
-    """``name -> version`` of the ``name==version`` lines of a constraints file."""
-    found = {}
-    for line in constraints.read_text().splitlines():
-        name, sep, version = line.split("#", 1)[0].strip().partition("==")
-        if sep:
-            found[name.strip().lower().replace("_", "-")] = version.strip()
-    return found
-
-
-def pinned(names: Sequence[str], constraints: Path) -> list[str]:
-    """``name==version`` for each of ``names``: the constraint, else the version installed
-    here."""
+def prepare(target: Path, extras: Sequence[str]) -> int:
+    """fakewatch's wheel and the ``extras`` for the GPU machine's Python, into ``target``;
+    the extras at the versions installed here (constraints.txt pins them)."""
     from importlib.metadata import version
 
-    known = pins(constraints)
-    return [f"{name}=={known.get(name) or version(name)}" for name in names]
-
-
-def prepare(target: Path, extras: Sequence[str]) -> int:
-    """fakewatch's wheel and the ``extras`` for the GPU machine's Python, into ``target``."""
     if target.exists():
         shutil.rmtree(target)
     pip = [sys.executable, "-m", "pip"]
@@ -102,7 +77,7 @@ def prepare(target: Path, extras: Sequence[str]) -> int:
         download = [*pip, "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(target)]
         download += ["--python-version", DEVICE_PYTHON, "--implementation", "cp"]
         download += [f"--platform={name}" for name in PLATFORMS]
-        commands.append(download + pinned(extras, ROOT / "constraints.txt"))
+        commands.append(download + [f"{name}=={version(name)}" for name in extras])
     for command in commands:
         print("+ " + " ".join(command), flush=True)
         if status := subprocess.call(command):
@@ -110,25 +85,6 @@ def prepare(target: Path, extras: Sequence[str]) -> int:
     for wheel in sorted(target.glob("*.whl")):
         print(f"{wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB")
     return 0
-
-
-# --- there: the measurement ---------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One engine at one batch size."""
-
-    engine: str
-    batch: int
-    precision: str
-    crops_per_s: float
-    p50_ms: float
-    p99_ms: float
-    calls: int
-    vs_torch: float | None = None
-    gflops: float | None = None
-    ceiling_fraction: float | None = None
 
 
 @dataclass
@@ -144,7 +100,7 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     """Largest mask difference from the baseline on the same crops."""
-    rows: list[Row] = field(default_factory=list)
+    rows: list[common.Cell] = field(default_factory=list)
     complete: bool = False
 
     def write(self, out: Path) -> None:
@@ -165,31 +121,14 @@ def gemm_ceiling(device: str, n: int, seconds: float) -> dict[str, float]:
     """The best FLOP/s of ``torch.matmul`` on n x n matrices, per precision."""
     import torch
 
-    kinds = [("fp16", torch.float16, False), ("bf16", torch.bfloat16, False)]
-    kinds += [("tf32", torch.float32, True), ("fp32", torch.float32, False)]
-    if device == "cpu":
-        kinds = [k for k in kinds if k[0] in ("fp32", "bf16")]
+    kinds = {"fp16": torch.float16, "bf16": torch.bfloat16, "tf32": torch.float32}
+    kinds = {"bf16": torch.bfloat16} if device == "cpu" else kinds
     rates = {}
-    saved = torch.backends.cuda.matmul.allow_tf32
-    for key, dtype, tf32 in kinds:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-        torch.matmul(a, b)
-        best, spent = 0.0, 0.0
-        while spent < seconds:
-            if device != "cpu":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(5):
-                torch.matmul(a, b)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            spent += elapsed
-            best = max(best, 5 * 2 * n**3 / elapsed)
-        rates[key] = best
-        print(f"GEMM ceiling {key}: {best / 1e12:.2f} TFLOP/s ({n} x {n} matmul)", flush=True)
-    torch.backends.cuda.matmul.allow_tf32 = saved
+    for key, dtype in {**kinds, "fp32": torch.float32}.items():
+        torch.backends.cuda.matmul.allow_tf32 = key == "tf32"
+        rates[key] = common.matmul_rate(dtype, n, seconds, device)
+        print(f"GEMM ceiling {key}: {rates[key] / 1e12:.2f} TFLOP/s ({n} x {n})", flush=True)
+    torch.backends.cuda.matmul.allow_tf32 = False  # torch's default
     return rates
 
 
@@ -255,53 +194,12 @@ def mask_differences(engines: Sequence[Any], batch: int) -> dict[str, float]:
     return {e.info.label: float(np.abs(e.infer(crops) - reference).max()) for e in engines}
 
 
-def add_rows(report: Report, results: Sequence[Any], engines: Sequence[Any]) -> None:
-    """Rows for one batch size, with their ratio to the baseline (the first engine)."""
-    precision = {e.info.label: (e.info.device, e.info.precision) for e in engines}
-    base = results[0].crops_per_s if results and results[0].label == engines[0].info.label else None
-    for r in results:
-        where, kind = precision[r.label]
-        gflops = r.crops_per_s * report.flops_per_crop / 1e9
-        ceiling = report.ceiling_flops.get(ceiling_key(where, kind))
-        report.rows.append(
-            Row(
-                r.label,
-                r.batch,
-                kind,
-                r.crops_per_s,
-                r.p50_ms,
-                r.p99_ms,
-                len(r.latencies_s),
-                r.crops_per_s / base if base else None,
-                gflops,
-                gflops * 1e9 / ceiling if ceiling else None,
-            )
-        )
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def ratios(report: Report) -> str:
+def ratios(report: Report) -> list[str]:
     """crops/s against the baseline and the fraction of the ceiling, engine by batch."""
-    batches = sorted({r.batch for r in report.rows})
-    cells = {(r.engine, r.batch): r for r in report.rows}
-    head = " | ".join(f"batch {b}" for b in batches)
-    lines = [f"| x crops/s vs torch f32 / % of ceiling | {head} |", "|---|" + "---|" * len(batches)]
-    for name in dict.fromkeys(r.engine for r in report.rows):
-        values = [
-            f"{_num(c.vs_torch, '.2f')} / {_pct(c.ceiling_fraction)}"
-            if (c := cells.get((name, b)))
-            else "-"
-            for b in batches
-        ]
-        lines.append(f"| {name} | {' | '.join(values)} |")
-    return "\n".join(lines)
+    head = "x crops/s vs torch f32 / % of ceiling"
+    return common.ratio_table(
+        report.rows, head, lambda c: f"{num(c.vs_baseline, '.2f')} / {pct(c.peak_fraction)}"
+    )
 
 
 def markdown(report: Report) -> str:
@@ -326,12 +224,12 @@ def markdown(report: Report) -> str:
     ]
     for r in report.rows:
         lines.append(
-            f"| {r.engine} | {r.batch} | {r.calls} | {r.crops_per_s:.1f} | {r.p50_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {_num(r.vs_torch, '.2f')} | {_num(r.gflops, '.0f')} "
-            f"| {_pct(r.ceiling_fraction)} ({ceiling_key(r.engine.split('/')[1], r.precision)}) "
-            f"| {_num(report.max_abs_diff.get(r.engine), '.2e')} |"
+            f"| {r.label} | {r.batch} | {r.calls} | {r.crops_per_s:.1f} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {num(r.vs_baseline, '.2f')} | {num(r.gflops, '.0f')} "
+            f"| {pct(r.peak_fraction)} ({ceiling_key(r.label.split('/')[1], r.precision)}) "
+            f"| {num(report.max_abs_diff.get(r.label), '.2e')} |"
         )
-    return "\n".join([*lines, "", ratios(report)])
+    return "\n".join([*lines, "", *ratios(report)])
 
 
 def measure(args: argparse.Namespace) -> int:
@@ -345,7 +243,7 @@ def measure(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"no CUDA device visible to torch {torch.__version__}; try --device cpu --quick")
         return 2
-    batches = args.batches or ((1, 2) if args.quick else (1, 2, 4, 8, 16, 32, 64, 128))
+    batches = args.batches or ([1, 2] if args.quick else [1, 2, 4, 8, 16, 32, 64, 128])
     seconds = args.seconds or (0.3 if args.quick else 1.0)
     settings = {"batches": batches, "seconds": seconds, "budget_s": args.budget_s}
     report = Report(environment(args.device), {**settings, "tensorrt": args.tensorrt})
@@ -353,6 +251,11 @@ def measure(args: argparse.Namespace) -> int:
     report.flops_per_crop = flops_per_crop(bundle.spec) or 0.0
     n = 1024 if args.quick or args.device == "cpu" else 8192
     report.ceiling_flops = gemm_ceiling(args.device, n, 0.2 if args.quick else 1.5)
+
+    def ceiling(info: Any) -> float | None:  # GFLOP/s
+        rate = report.ceiling_flops.get(ceiling_key(info.device, info.precision))
+        return rate / 1e9 if rate else None
+
     with tempfile.TemporaryDirectory(prefix="fakewatch-gpu-") as tmp:
         engines = open_engines(bundle, args.device, Path(tmp), report, max(batches))
         for label, reason in report.skipped.items():
@@ -367,28 +270,21 @@ def measure(args: argparse.Namespace) -> int:
                 report.skipped[f"batch {batch}"] = f"--budget-s {args.budget_s:g} spent"
                 continue
             results = bench(engines, (batch,), seconds, blocks=2)
-            add_rows(report, results, engines)
+            baseline = engines[0].info.label
+            rows = common.cells(results, engines, baseline, report.flops_per_crop, ceiling)
+            report.rows += rows
             report.write(args.out)
-            for row in report.rows[-len(results) :]:
+            for row in rows:
                 print(
-                    f"{row.engine:<28} batch {batch:>3}: {row.crops_per_s:9.1f} crops/s, "
-                    f"p50 {row.p50_ms:.2f} ms",
-                    flush=True,
+                    f"{row.label:<28} batch {batch:>3}: {row.crops_per_s:9.1f} crops/s", flush=True
                 )
         for engine in engines:
             engine.close()
     report.complete = True
     report.write(args.out)
     print(f"\n{markdown(report).rsplit(chr(10) * 2, 1)[0]}\n\nwrote {args.out / MARKDOWN_NAME}")
-    print("\n" + ratios(report))
+    print("\n" + "\n".join(ratios(report)))
     return 0
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -403,7 +299,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--quick", action="store_true", help="batches 1,2 and 0.3 s a cell")
     parser.add_argument("--bundle", type=Path, default=None, help="default: the shipped one")
-    parser.add_argument("--batches", type=_batches, default=None, help="e.g. 1,8,64")
+    parser.add_argument("--batches", type=common.int_list, default=None, help="e.g. 1,8,64")
     parser.add_argument("--seconds", type=float, default=None, help="per engine and batch")
     parser.add_argument("--budget-s", type=float, default=300.0, help="start no batch after")
     parser.add_argument("--no-tensorrt", dest="tensorrt", action="store_false")

@@ -35,12 +35,12 @@ def test_cpu_run_writes_rows_and_prints_the_ratios_last(tmp_path: Path) -> None:
     assert report["complete"] and report["flops_per_crop"] > 1e9
     assert set(report["ceiling_flops"]) == {"fp32", "bf16"}
     assert list(report["engines"]) == ["torch/cpu/f32", "torch/cpu/bf16"]
-    rows = {(r["engine"], r["batch"]): r for r in report["rows"]}
+    rows = {(r["label"], r["batch"]): r for r in report["rows"]}
     assert sorted(rows) == [(e, b) for e in ("torch/cpu/bf16", "torch/cpu/f32") for b in (1, 2)]
     for row in rows.values():
         assert row["crops_per_s"] > 0 and row["p50_ms"] <= row["p99_ms"] and row["calls"] >= 4
-        assert row["vs_torch"] > 0 and 0 < row["ceiling_fraction"] < 2
-    assert all(rows["torch/cpu/f32", b]["vs_torch"] == 1.0 for b in (1, 2))
+        assert row["vs_baseline"] > 0 and 0 < row["peak_fraction"] < 2
+    assert all(rows["torch/cpu/f32", b]["vs_baseline"] == 1.0 for b in (1, 2))
     # bf16 is measured against f32 on the same crops, and differs from it a little
     assert report["max_abs_diff"]["torch/cpu/f32"] == 0
     assert 0 < report["max_abs_diff"]["torch/cpu/bf16"] < 0.5

@@ -45,7 +45,6 @@ def test_tiny_run_measures_both_pipelines_and_prints_the_ratios_last(tmp_path: P
         assert float(row[2]) > 0 and row[-1] in ("yes", "no")  # analysed fps, sustained
     assert "| decode |" in report and "| infer |" in report and "| all |" in report
     assert "MiB per added stream" in report
-    assert (tmp_path / "capacity.png").stat().st_size > 0
     last = done.stdout.rstrip().splitlines()[-3:]
     assert last[0].startswith("capacity: fakewatch ")
     assert last[1].startswith("ratio fakewatch / naive capacity: ")
