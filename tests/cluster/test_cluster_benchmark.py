@@ -9,15 +9,14 @@ The script is never imported: it runs in a child process, as a person runs it.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.benchmarks import run_benchmark
 from tests.support.demo import demo_pair
-from tests.support.peers import REPO, missing
+from tests.support.peers import missing
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -28,13 +27,7 @@ def test_the_benchmark_runs_with_tiny_settings(ray_module: Any, tmp_path: Path) 
     demo_pair("the cluster benchmark")
     argv = ["--streams", "2", "--shards", "2", "--window-s", "3", "--warm-up-s", "1"]
     argv += ["--kills", "1", "--skip-nodes", "--out", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "cluster.py"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_benchmark("cluster", *argv)
     text = (tmp_path / "cluster.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith(("| single", "| cluster"))]
     assert len(rows) == 2

@@ -8,17 +8,13 @@ The script is never imported: it runs in a child process, as a person runs it.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.benchmarks import run_benchmark
 from tests.support.media import face_clip, write_video
-from tests.support.peers import REPO
-
-SCRIPT = REPO / "benchmarks" / "engine.py"
 
 
 def cells(line: str) -> list[str]:
@@ -33,10 +29,7 @@ def test_tiny_run_reports_peak_engines_parity_and_ratios(
     argv = ["--batch", "1", "--seconds", "0.2", "--peak-seconds", "0.05", "--gemm-seconds"]
     argv += ["0.05", "--profile-batch", "1", "--data", str(tmp_path / "no-data")]
     argv += ["--calibration", str(clip), "--out", str(tmp_path / "engine.md")]
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_benchmark("engine", *argv)
     report = (tmp_path / "engine.md").read_text()
     lines = report.splitlines()
 

@@ -14,23 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benchmarks import run_benchmark
 from tests.support.peers import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu.py"
 
 
-def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
 @pytest.mark.slow
 def test_cpu_run_writes_rows_and_prints_the_ratios_last(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    done = run("--device", "cpu", "--quick", "--out", str(out), cwd=tmp_path)
+    done = run_benchmark("gpu", "--device", "cpu", "--quick", "--out", str(out), cwd=tmp_path)
     report = json.loads((out / "gpu-bench.json").read_text())
     assert report["complete"] and report["flops_per_crop"] > 1e9
     assert set(report["ceiling_flops"]) == {"fp32", "bf16"}
@@ -68,7 +61,7 @@ def test_a_run_without_cuda_says_how_to_run_on_cpu(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_prepare_builds_the_wheel_with_the_shipped_bundle(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
-    run("--prepare", "--only-fakewatch", "--wheels", str(wheels), cwd=tmp_path)
+    run_benchmark("gpu", "--prepare", "--only-fakewatch", "--wheels", str(wheels), cwd=tmp_path)
     (wheel,) = wheels.glob("fakewatch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for member in ("bench.py", "runtimes/torch_engine.py", "default_bundle/manifest.json"):

@@ -7,14 +7,12 @@ The script is never imported: it runs in a child process, as a person runs it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.benchmarks import run_benchmark
 from tests.support.demo import demo_pair
-from tests.support.peers import REPO
 from tests.support.rtsp import require_rtsp_server
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -24,14 +22,7 @@ def test_two_runs_on_the_demo_pair_alert_and_split_their_latency(tmp_path: Path)
     require_rtsp_server()
     demo_pair("the alert latency benchmark")
     argv = ["--runs", "2", "--source", "demo", "--cache", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "alert_latency.py"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,  # where the demo clips are cached
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_benchmark("alert_latency", *argv, timeout_s=300)
     lines = done.stdout.splitlines()
     runs = [
         line.split("|")[1:-1] for line in lines if line.startswith(("| 1 | demo", "| 2 | demo"))

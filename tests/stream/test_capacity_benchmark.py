@@ -8,13 +8,12 @@ The script is never imported: it runs in a child process, as a person runs it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fakewatch.training.demo_clip import DEFAULT_CACHE
+from tests.support.benchmarks import run_benchmark
 from tests.support.demo import demo_pair
 from tests.support.peers import REPO
 from tests.support.rtsp import require_rtsp_server
@@ -27,13 +26,7 @@ def test_tiny_run_measures_both_pipelines_and_prints_the_ratios_last(tmp_path: P
     demo_pair("the capacity benchmark")  # the clip it encodes comes from the demo clip
     argv = ["--streams", "1,2", "--naive-streams", "1", "--warm-up-s", "2", "--measure-s", "3"]
     argv += ["--soak-minutes", "0.05", "--cache", str(REPO / DEFAULT_CACHE), "--out", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "capacity.py"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_benchmark("capacity", *argv)
     report = (tmp_path / "capacity.md").read_text()
     rows = [line.strip("|").split("|") for line in report.splitlines()]
     measured = [
