@@ -416,7 +416,7 @@ def summary_table(runs: list[Run]) -> list[str]:
     for name, values in rows.items():
         if values:
             lines.append(
-                f"| {name} | {fmt(common.percentile(values, 50))} "
+                f"| {name} | {fmt(float(np.median(values)))} "
                 f"| {fmt(common.percentile(values, 95))} "
                 f"| {fmt(min(values))} | {fmt(max(values))} | {len(values)} |"
             )

@@ -49,6 +49,14 @@ THREAD_GROUPS = {
     "MainThread": "loop",
 }
 NATIVE = "native"  # threads Python did not start: OpenVINO's, FFmpeg's, ONNX Runtime's
+STAGE_SOURCES = {
+    "decode": "source threads, and RGB conversion of sampled frames",
+    "detect": "face threads, detection calls",
+    "track": "face threads, tracker updates and crops",
+    "infer": "engine thread and the runtime's own threads",
+    "vote": "event loop: sampling, vote, events, metrics, API",
+    "other": "other Python threads",
+}
 
 
 def thread_cpu_s() -> dict[str, float]:
@@ -396,29 +404,21 @@ def stage_table(point: Point, costs: dict[str, float]) -> list[str]:
         "track": counts.get(("fakewatch_stage_seconds_count", "track"), 0.0) * costs["track"]
         + counts.get(("fakewatch_faces_analysed_total", ""), 0.0) * costs["crop"],
     }
-    share = {
-        k: v / (sum(modelled.values()) or 1.0) * threads.get("faces", 0.0)
-        for k, v in modelled.items()
+    faces = threads.get("faces", 0.0) / (sum(modelled.values()) or 1.0)
+    stages = {
+        "decode": threads.get("decode", 0.0) + modelled["convert"] * faces,
+        "detect": modelled["detect"] * faces,
+        "track": modelled["track"] * faces,
+        "infer": threads.get("infer", 0.0) + threads.get(NATIVE, 0.0),
+        "vote": threads.get("loop", 0.0),
+        "other": threads.get("other", 0.0),
     }
-    stages = [
-        (
-            "decode",
-            threads.get("decode", 0.0) + share["convert"],
-            "source threads, and RGB conversion of sampled frames",
-        ),
-        ("detect", share["detect"], "face threads, detection calls"),
-        ("track", share["track"], "face threads, tracker updates and crops"),
-        (
-            "infer",
-            threads.get("infer", 0.0) + threads.get(NATIVE, 0.0),
-            "engine thread and the runtime's own threads",
-        ),
-        ("vote", threads.get("loop", 0.0), "event loop: sampling, vote, events, metrics, API"),
-        ("other", threads.get("other", 0.0), "other Python threads"),
-    ]
-    total = sum(seconds for _, seconds, _ in stages)
+    total = sum(stages.values())
     per = 1000 / point.seconds / point.streams
-    rows = [f"| {n} | {s:.1f} | {s / total:.0%} | {s * per:.0f} | {how} |" for n, s, how in stages]
+    rows = [
+        f"| {n} | {s:.1f} | {s / total:.0%} | {s * per:.0f} | {STAGE_SOURCES[n]} |"
+        for n, s in stages.items()
+    ]
     own = f"the process's threads (process CPU {point.cpu['own_s']:.1f} s)"
     return [*rows, f"| all | {total:.1f} | 100% | {total * per:.0f} | {own} |"]
 

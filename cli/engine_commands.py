@@ -212,4 +212,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print()
     print(format_table(results, baseline, flops_per_crop(bundle.spec)))
     return 0
-
