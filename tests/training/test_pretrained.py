@@ -30,7 +30,7 @@ from fakewatch.training.pretrained import (
     load_encoder,
     reestimate_dead_channels,
 )
-from tests.conftest import REPO, missing
+from tests.support.peers import REPO, missing
 
 WEIGHTS_CACHE = REPO / ".cache" / "weights"
 NODE_CACHE = REPO / ".cache" / "node-tfjs"
