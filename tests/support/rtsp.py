@@ -6,8 +6,7 @@ Without Debian's gst-rtsp-server packages the tests that use the ``rtsp_server``
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable
 
 from fakewatch.stream.rtsp_camera import RtspCamera, rtsp_camera_unavailable
 from tests.support.peers import missing
@@ -20,13 +19,6 @@ def require_rtsp_server() -> None:
         missing("the RTSP tests", reason)
 
 
-class StartRtspServer(Protocol):
-    def __call__(
-        self,
-        clip: Path,
-        *,
-        port: int = 0,
-        mount: str = "/live",
-        user: str | None = None,
-        password: str | None = None,
-    ) -> RtspCamera: ...
+StartRtspServer = Callable[..., RtspCamera]
+"""The ``rtsp_server`` fixture: ``start(clip, *, port=0, mount="/live", user=None,
+password=None)`` starts an :class:`RtspCamera` and returns it once FFmpeg can open it."""
