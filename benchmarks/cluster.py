@@ -1,56 +1,34 @@
 """Cluster mode against ``fakewatch serve``, 1 against 2 simulated nodes, and recovery.
 
-Usage (from the repository root; about 5 minutes):
+    .venv/bin/python benchmarks/cluster.py [--streams 4] [--skip-nodes] [--node-loss]
+        [--out docs/benchmarks]
 
-    .venv/bin/python benchmarks/cluster.py [--streams 4] [--window-s 30] [--skip-nodes]
-        [--node-loss] [--out docs/benchmarks]
-
-The streams are the demo clip (640x360, 24 fps, one face) as looping files, added through
-the API until each shard holds an equal share. Each run waits until every stream is
-analysed, warms up ``--warm-up-s`` and measures ``--window-s``:
-
-1. **Overhead**: ``--streams`` streams on the single-machine service in this process,
-   then on a local one-node Ray cluster (``--shards`` shards, the Serve segmenter and
-   front, a redis-server of its own).
-2. **Nodes** (unless ``--skip-nodes``): ``ray.cluster_utils.Cluster``, a 1-CPU head (front,
-   segmenter) and 1, then 2, CPU-less worker nodes with one ``stream_slots`` each (one
-   shard per node) and ``--per-node`` streams per node.
-3. **Recovery**: ``--kills`` times a local shard is SIGKILLed (its ``ping()`` pid), timed
-   until a new pid analyses all its streams again. ``--node-loss``: the 2-node cluster
-   gets a spare worker, then loses ``shard-0``'s node without a graceful stop, timed
-   until that shard's streams are analysed on another node.
-
-Measured in each window:
-
-- CPU (utime + stime in ``/proc``) of this process and every process below it: Ray's GCS,
-  raylets, workers, shard actors, Serve's controller and replicas, redis-server. This
-  process is the service in the single run, the Ray driver in cluster runs.
-- RSS and PSS summed over that tree (PSS splits shared pages among the processes mapping
-  them). Cluster runs leave this process out: it still holds the single run's engines.
-- Analysed frames/s per stream (the API's ``frames_analysed``) and frames dropped under
-  load (queue full, stale, engine or detector failed; not those the sampling leaves).
-- Crops per engine call and wall ms per crop in the engine (``fakewatch_inference_*`` of
-  the service or of the segmenter replicas).
-- p50 / p99 of ``fakewatch_end_to_end_latency_seconds`` (receipt to decision) scraped
-  from ``/metrics`` (single) or each shard at ``/cluster/targets``, interpolated within
-  the bucket deltas (50, 100, 150, 200, 300 ms ...) as ``histogram_quantile`` does.
-
-All processes share this machine's cores: a simulated second node adds no CPU, so the
-2-node / 1-node throughput shows that the cluster spreads work without losing any while
-the cores are not saturated, not how real machines scale.
+The streams are the demo clip as looping files. Each run waits until every stream is
+analysed, warms up ``--warm-up-s`` and measures ``--window-s``: ``fakewatch serve`` hosted
+here, then a local one-node Ray cluster (``--shards`` shards, the Serve segmenter, the
+front, a redis-server of its own); then (unless ``--skip-nodes``) a 1-CPU head and 1, then
+2, CPU-less simulated worker nodes of one shard and ``--per-node`` streams each. Recovery:
+``--kills`` shard SIGKILLs, each timed until a new process analyses all its streams; with
+``--node-loss``, a worker node removed without a graceful stop, timed until its shard's
+streams are analysed on a spare node. Each window measures CPU, RSS and PSS over this
+process and all below it (cluster runs leave this process, the driver, out of memory),
+analysed fps and drops under load per stream (the API), crops per engine call, and p50
+and p99 latency from each ``/metrics`` histogram (interpolated as ``histogram_quantile``
+does). Every process shares this machine's cores: a simulated node adds no CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import json
 import math
 import os
 import queue
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -61,79 +39,68 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # benchmarks.* and tests.* from the checkout this sits in
-    sys.path.insert(0, str(ROOT))
+import common
 
-from benchmarks.capacity import machine_busy_s  # noqa: E402
-from benchmarks.common import machine  # noqa: E402
-from tests.support.cluster import api, cluster_overrides, flush, wait_until  # noqa: E402
-from tests.support.webhooks import ThreadedReceiver  # noqa: E402
+from fakewatch.engines.machine import describe_machine, usable_cores
 
 LATENCY = "fakewatch_end_to_end_latency_seconds_bucket"
 CROPS, CALLS = "fakewatch_inference_batch_size_sum", "fakewatch_inference_batch_size_count"
 ENGINE_S = "fakewatch_inference_seconds_sum"
-SCRAPED = (LATENCY, CROPS, CALLS, ENGINE_S)
+SCRAPED = {LATENCY: "le", CROPS: None, CALLS: None, ENGINE_S: None}
 LOAD_DROPS = ("queue_full", "stale", "engine_failed", "detector_failed")
 RAY_TMP = Path(tempfile.gettempdir()) / "ray"
 Fetch = Callable[[], Any]
 
 
-# --- measuring -------------------------------------------------------------------------
+def api(base: str, method: str, path: str, body: Any = None) -> Any:
+    """One call to the API; the decoded JSON (None for an empty reply)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data, headers, method=method)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        text = reply.read()
+    return json.loads(text) if text else None
 
 
-def pss_bytes(pid: int) -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    return 0
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(every_s)
 
 
-def name_of(pid: int) -> str:
+def title(pid: int) -> str:
     """A process's title: Ray's workers are ``ray::<actor>``, Python ones their script."""
     if pid == os.getpid():
         return "this script"
     with contextlib.suppress(OSError):
-        parts = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        words = [w for w in " ".join(parts).split() if not w.startswith("-")] or ["?"]
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        words = [w for w in " ".join(words).split() if not w.startswith("-")] or ["?"]
         python = Path(words[0]).name.startswith("python") and len(words) > 1
-        return Path(words[1] if python else words[0]).name.split(".")[0]  # no ray::X.method
+        return Path(words[1] if python else words[0]).name.split(".")[0]
     return "?"
 
 
 def tree() -> dict[int, tuple[float, int, int, str]]:
     """pid -> (CPU seconds, RSS, PSS, title) of this process and every one below it."""
-    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
-    stats: dict[int, list[str]] = {}
     children: dict[int, list[int]] = defaultdict(list)
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):  # ended meanwhile
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(entry.name)] = fields
-                children[int(fields[1])].append(int(entry.name))
+        with contextlib.suppress(OSError, ValueError):  # ended meanwhile
+            children[int(Path(entry, "stat").read_text().rsplit(")", 1)[1].split()[1])].append(
+                int(entry.name)
+            )
     found: dict[int, tuple[float, int, int, str]] = {}
     todo = [os.getpid()]
     while todo:
         pid = todo.pop()
-        if pid in stats:
-            fields = stats[pid]
-            cpu = (int(fields[11]) + int(fields[12])) / tick
-            found[pid] = (cpu, int(fields[21]) * page, pss_bytes(pid), name_of(pid))
+        with contextlib.suppress(OSError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            pss = next(
+                (int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:")), 0
+            )
+            found[pid] = (common.cpu_seconds(pid), common.rss_bytes(pid), pss, title(pid))
             todo += children[pid]
-    return found
-
-
-def scrape(text: str) -> dict[tuple[str, float], float]:
-    """(name, bucket bound or 0) -> value of :data:`SCRAPED`, summed over streams."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    found: dict[tuple[str, float], float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in SCRAPED:
-                found[sample.name, float(sample.labels.get("le", 0))] += sample.value
     return found
 
 
@@ -169,17 +136,11 @@ class Result:
     p99: float
     crops_per_call: float
     engine_ms_per_crop: float
-    """Wall milliseconds of the engine calls per crop."""
-    by_process: dict[str, float]
-    """CPU seconds in the window by process title."""
+    by_process: dict[str, float]  # CPU seconds in the window by process title
 
     @property
     def cpu_s(self) -> float:
         return sum(self.by_process.values())
-
-    @property
-    def streams(self) -> int:
-        return len(self.analysed)
 
     @property
     def fps(self) -> float:
@@ -187,12 +148,12 @@ class Result:
 
     @property
     def cpu_per_stream(self) -> float:
-        return self.cpu_s / self.seconds / self.streams
+        return self.cpu_s / self.seconds / len(self.analysed)
 
     def row(self) -> str:
         per_stream = [a / self.seconds for a in self.analysed]
         return (
-            f"| {self.run} | {self.streams} | {self.processes} | {self.fps:.1f} "
+            f"| {self.run} | {len(self.analysed)} | {self.processes} | {self.fps:.1f} "
             f"| {statistics.mean(per_stream):.2f} / {min(per_stream):.2f} | {self.dropped:.0f} "
             f"| {self.p50 * 1000:.0f} | {self.p99 * 1000:.0f} | {self.cpu_s / self.seconds:.2f} "
             f"| {self.cpu_per_stream:.3f} | {self.machine:.0%} | {self.rss / 2**20:.0f} "
@@ -213,28 +174,26 @@ def measure(run: str, snapshots: Fetch, metrics: Fetch, window_s: float, with_se
     """The window's figures (module doc). ``snapshots`` gives the API's streams,
     ``metrics`` ``{target: its /metrics text}``."""
     first, first_metrics = {s["id"]: s for s in snapshots()}, metrics()
-    first_tree, first_busy, started = tree(), machine_busy_s(), time.monotonic()
+    first_tree, first_busy, started = tree(), common.machine_busy_s(), time.monotonic()
     time.sleep(window_s)
-    last_tree, last_busy, seconds = tree(), machine_busy_s(), time.monotonic() - started
+    last_tree, last_busy, seconds = tree(), common.machine_busy_s(), time.monotonic() - started
     last, last_metrics = {s["id"]: s for s in snapshots()}, metrics()
     by_process: dict[str, float] = defaultdict(float)
-    for pid, (cpu_s, _, _, title) in last_tree.items():
-        by_process[title] += cpu_s - first_tree.get(pid, (0.0,))[0]
+    for pid, (cpu_s, _, _, name) in last_tree.items():
+        by_process[name] += cpu_s - first_tree.get(pid, (0.0,))[0]
     kept = [v for p, v in last_tree.items() if with_self or p != os.getpid()]
-    deltas: dict[tuple[str, float], float] = defaultdict(float)
+    deltas: dict[tuple[str, str], float] = defaultdict(float)
     for key in set(first_metrics) & set(last_metrics):
-        before = scrape(first_metrics[key])
-        for (name, le), value in scrape(last_metrics[key]).items():
+        before = common.scrape(first_metrics[key], SCRAPED)
+        for (name, le), value in common.scrape(last_metrics[key], SCRAPED).items():
             if name == LATENCY or not key.startswith("shard"):  # engine calls: not a shard's
-                deltas[name, le] += value - before[name, le]
-    latency = {le: v for (name, le), v in deltas.items() if name == LATENCY}
-    crops = deltas[CROPS, 0.0]
+                deltas[name, le] += value - before.get((name, le), 0.0)
+    crops = deltas[CROPS, ""]
 
     def drops(streams: dict[str, Any]) -> float:
-        return sum(
-            s.get("frames_dropped", {}).get(r, 0) for s in streams.values() for r in LOAD_DROPS
-        )
+        return sum(s["frames_dropped"].get(r, 0) for s in streams.values() for r in LOAD_DROPS)
 
+    latency = {float(le): v for (name, le), v in deltas.items() if name == LATENCY}
     result = Result(
         run,
         seconds,
@@ -249,8 +208,8 @@ def measure(run: str, snapshots: Fetch, metrics: Fetch, window_s: float, with_se
         drops(last) - drops(first),
         quantile(latency, 0.5),
         quantile(latency, 0.99),
-        crops / max(1.0, deltas[CALLS, 0.0]),
-        deltas[ENGINE_S, 0.0] / max(1.0, crops) * 1000,
+        crops / max(1.0, deltas[CALLS, ""]),
+        deltas[ENGINE_S, ""] / max(1.0, crops) * 1000,
         dict(by_process),
     )
     print(result.row(), flush=True)
@@ -275,43 +234,21 @@ def get_text(url: str) -> str:
         return str(reply.read().decode())
 
 
-# --- the single-machine service ---------------------------------------------------------
-
-
-@contextlib.contextmanager
-def single_service(folder: Path) -> Iterator[str]:
-    """The service (no token) on an event loop in a thread of this process; its URL."""
-    import asyncio
-
-    from tests.support.service import serving
-
-    started: queue.Queue[Any] = queue.Queue()
+def single_run(clip: Path, folder: Path, args: argparse.Namespace) -> Result:
+    """``fakewatch serve`` on an event loop in a thread of this process."""
+    started: queue.Queue[str] = queue.Queue()
     stop = threading.Event()
 
     async def serve() -> None:
-        try:
-            async with serving(folder, token=None) as service:
-                started.put(service.base)
-                while not stop.is_set():
-                    await asyncio.sleep(0.1)
-        except BaseException as error:
-            started.put(error)
-            raise
+        async with common.hosted(folder, **{"sources.loop_files": True}) as (_, base):
+            started.put(base)
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
 
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="single", daemon=True)
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
     base = started.get(timeout=120)
-    if isinstance(base, BaseException):
-        raise RuntimeError("the single-machine service did not start") from base
     try:
-        yield base
-    finally:
-        stop.set()
-        thread.join(60)
-
-
-def single_run(clip: Path, folder: Path, args: argparse.Namespace) -> Result:
-    with single_service(folder) as base:
         for i in range(args.streams):
             api(base, "POST", "/api/streams", {"url": str(clip), "name": f"cam-{i}"})
 
@@ -323,9 +260,9 @@ def single_run(clip: Path, folder: Path, args: argparse.Namespace) -> Result:
 
         settle(snapshots, metrics, args.streams, 1, args.warm_up_s)
         return measure("single (`fakewatch serve`)", snapshots, metrics, args.window_s, True)
-
-
-# --- the cluster -----------------------------------------------------------------------
+    finally:
+        stop.set()
+        thread.join(60)
 
 
 @contextlib.contextmanager
@@ -335,16 +272,26 @@ def cluster_up(
     """Ray connected (a new local cluster unless ``address``), the application started:
     its config and the front's URL. Serve and Ray shut down on the way out."""
     import ray
+    import redis
     from ray import serve
 
     from fakewatch.cluster import launch
     from fakewatch.cluster.config import load_cluster_config
 
-    flush(redis_url)
-    receiver = ThreadedReceiver()
-    config = load_cluster_config(
-        environ={}, overrides=cluster_overrides(redis_url, folder, receiver, shards)
-    )
+    with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
+        client.flushdb()  # the previous run's streams
+    settings = {
+        "server.port": 0,
+        "cluster.redis_url": redis_url,
+        "cluster.shards": shards,
+        "cluster.segmenter_max_replicas": 1,
+        "limits.max_streams": 64,
+        "sources.allow_local_files": True,
+        "sources.loop_files": True,
+        "evidence.folder": str(folder / "evidence"),
+        "webhooks.outbox": str(folder / "outbox.sqlite"),
+    }
+    config = load_cluster_config(environ={}, overrides=settings)
     try:
         ray.init(address=address, namespace=config.cluster.namespace, log_to_driver=False, **init)
         started = time.monotonic()
@@ -357,7 +304,6 @@ def cluster_up(
             with contextlib.suppress(Exception):
                 serve.shutdown()
             ray.shutdown()
-        receiver.close()
 
 
 def cluster_streams(
@@ -386,8 +332,9 @@ def cluster_streams(
             name = labels.get("shard") or labels.get("replica")
             for address in group["targets"]:
                 with contextlib.suppress(OSError):  # gone since it last announced
-                    key = f"{labels.get('component')}:{name}@{address}"
-                    texts[key] = get_text(f"http://{address}/metrics")
+                    texts[f"{labels.get('component')}:{name}@{address}"] = get_text(
+                        f"http://{address}/metrics"
+                    )
         return texts
 
     settle(snapshots, metrics, count, shards + 1, warm_up_s)  # and the segmenter
@@ -431,7 +378,7 @@ def local_run(
     import ray
 
     resources = {"stream_slots": args.shards, "fakewatch_front": 1}
-    init = {"include_dashboard": False, "num_cpus": len(os.sched_getaffinity(0))}
+    init = {"include_dashboard": False, "num_cpus": usable_cores()}
     with cluster_up(redis_url, folder, args.shards, resources=resources, **init) as (config, url):
         fetch = cluster_streams(url, clip, args.streams, args.shards, args.warm_up_s)
         result = measure("cluster, local 1 node", *fetch, args.window_s, False)
@@ -439,16 +386,17 @@ def local_run(
         for i in range(args.kills):
             index = i % args.shards
             pid = ray.get(shard(config, index).ping.remote(), timeout=10)["pid"]
-            seconds = resumed_after(
-                config,
-                index,
-                lambda pid=pid: os.kill(pid, signal.SIGKILL),
-                lambda answer, pid=pid: answer["pid"] != pid,
+            kills.append(
+                resumed_after(
+                    config,
+                    index,
+                    lambda pid=pid: os.kill(pid, signal.SIGKILL),
+                    lambda answer, pid=pid: answer["pid"] != pid,
+                )
             )
             print(
-                f"  kill {i + 1}: shard-{index} (pid {pid}) analysing again after {seconds:.2f} s"
+                f"  kill {i + 1}: shard-{index} (pid {pid}) analysing again after {kills[-1]:.2f} s"
             )
-            kills.append(seconds)
             time.sleep(2)
     return result, kills
 
@@ -471,21 +419,17 @@ def nodes_run(
         with cluster_up(redis_url, folder, workers, cluster.address) as (config, url):
             fetch = cluster_streams(url, clip, args.per_node * workers, workers, args.warm_up_s)
             where = [ray.get(shard(config, i).ping.remote(), timeout=10) for i in range(workers)]
-            assert len({p["node_id"] for p in where}) == workers, (
-                "the shards do not run on distinct nodes"
-            )
-            run = f"cluster, {workers} worker node{'s' if workers > 1 else ''}"
-            result = measure(run, *fetch, args.window_s, False)
+            assert len({p["node_id"] for p in where}) == workers, "the shards share a node"
+            result = measure(f"cluster, {workers} worker node(s)", *fetch, args.window_s, False)
             if args.node_loss and workers > 1:
                 cluster.add_node(num_cpus=0, resources={"stream_slots": 1})  # a spare
                 cluster.wait_for_nodes()
-                node_id = where[0]["node_id"]
-                (node,) = [n for n in nodes if n.node_id == node_id]
+                (node,) = [n for n in nodes if n.node_id == where[0]["node_id"]]
                 lost = resumed_after(
                     config,
                     0,
                     lambda: cluster.remove_node(node, allow_graceful=False),
-                    lambda p: p["node_id"] != node_id,
+                    lambda p: p["node_id"] != where[0]["node_id"],
                 )
                 print(f"  node lost: shard-0 analysing again on another node after {lost:.1f} s")
     finally:
@@ -493,73 +437,69 @@ def nodes_run(
     return result, lost
 
 
-# --- report ----------------------------------------------------------------------------
-
-
 def report(
     args: argparse.Namespace, results: list[Result], kills: list[float], lost: float | None
 ) -> list[str]:
     single, local = results[0], results[1]
     lines = [
-        f"Machine: {machine()}.",
-        "Streams: the demo clip (640x360, 24 fps, one face) as looping files, the service's "
-        f"defaults (5 fps analysed); {args.warm_up_s:g} s warm-up, {args.window_s:g} s "
-        f"measured per run. Local cluster: {args.shards} shards. Simulated nodes: a 1-CPU "
-        f"head (front, segmenter), worker nodes with one shard and {args.per_node} streams "
-        f"each. Every process shares the machine's {len(os.sched_getaffinity(0))} cores.",
+        f"Machine: {describe_machine()}.",
+        f"Streams: the demo clip as looping files at the service's defaults; {args.warm_up_s:g} s "
+        f"warm-up, {args.window_s:g} s measured per run. Local cluster: {args.shards} shards. "
+        f"Simulated nodes: a 1-CPU head, workers with one shard and {args.per_node} streams each.",
         "",
         HEADER,
         *(r.row() for r in results),
         "",
-        f"- Cluster / single, {single.streams} streams: CPU per stream "
+        f"- Cluster / single, {len(single.analysed)} streams: CPU per stream "
         f"{local.cpu_per_stream / single.cpu_per_stream:.2f}x, RSS {local.rss / single.rss:.2f}x,"
         f" PSS {local.pss / single.pss:.2f}x, p99 latency {local.p99 / single.p99:.2f}x.",
     ]
     for result in results[1:]:
         top = sorted(result.by_process.items(), key=lambda item: -item[1])
-        lines.append(
-            f"- CPU s/s by process, {result.run}: "
-            + ", ".join(
-                f"{k} {v / result.seconds:.2f}" for k, v in top if v / result.seconds >= 0.005
-            )
-            + "."
-        )
+        cpu = [f"{k} {v / result.seconds:.2f}" for k, v in top if v / result.seconds >= 0.005]
+        lines.append(f"- CPU s/s by process, {result.run}: {', '.join(cpu)}.")
     if len(results) > 3:
         one, two = results[2], results[3]
         lines.append(
             f"- 2 worker nodes / 1: analysed fps {two.fps / one.fps:.2f}x (ideal 2.00), CPU "
             f"{two.cpu_s / two.seconds / (one.cpu_s / one.seconds):.2f}x, p99 "
-            f"{two.p99 * 1000:.0f} ms against {one.p99 * 1000:.0f} ms. The simulated nodes "
-            "share the same cores: this shows the work spread, not machines scaling."
+            f"{two.p99 * 1000:.0f} ms against {one.p99 * 1000:.0f} ms (the same cores)."
         )
     if kills:
         lines.append(
             f"- Shard SIGKILL to its streams analysed again ({len(kills)} kills): median "
-            f"{statistics.median(kills):.2f} s, max {max(kills):.2f} s "
-            f"({', '.join(f'{k:.2f}' for k in kills)})."
+            f"{statistics.median(kills):.2f} s, max {max(kills):.2f} s."
         )
     if lost is not None:
         lines.append(
-            f"- Node lost without a graceful stop to its shard's streams analysed on a spare "
-            f"node: {lost:.1f} s (Ray's health checks first declare the node dead)."
+            f"- Node lost without a graceful stop: its shard analysing again in {lost:.1f} s."
         )
     return lines
 
 
-def run_all(args: argparse.Namespace) -> int:
-    import ray  # noqa: F401  (fails early without fakewatch[cluster])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=4, help="streams of the overhead runs")
+    parser.add_argument("--shards", type=int, default=2, help="shards of the local cluster")
+    parser.add_argument("--per-node", type=int, default=2, help="streams per worker node")
+    parser.add_argument("--window-s", type=float, default=30.0)
+    parser.add_argument("--warm-up-s", type=float, default=10.0)
+    parser.add_argument("--kills", type=int, default=5, help="shard kills timed")
+    parser.add_argument("--skip-nodes", action="store_true", help="no simulated nodes")
+    parser.add_argument("--node-loss", action="store_true", help="time a lost node's recovery")
+    parser.add_argument("--out", type=Path, help="write cluster.md here")
+    args = parser.parse_args(argv)
 
     from fakewatch.cli.cluster_command import start_redis
-    from fakewatch.training.demo_clip import DEFAULT_CACHE, demo_clips
+    from fakewatch.training.demo_clip import demo_clips
 
-    clip, _ = demo_clips(ROOT / DEFAULT_CACHE)
+    clip, _ = demo_clips(common.DEMO_CACHE)
     sessions, started = set(RAY_TMP.glob("session_2*")), time.monotonic()
-    print(f"machine: {machine(load=True)}\n{HEADER}", flush=True)
+    print(f"machine: {describe_machine(load=True)}\n{HEADER}", flush=True)
     lost = None
     with tempfile.TemporaryDirectory(prefix="fakewatch-cluster-bench-") as tmp:
         results = [single_run(clip, Path(tmp, "single"), args)]
-        # started after the single run, so not in its process tree
-        redis, redis_url = start_redis(Path(tmp), persist=False)
+        redis, redis_url = start_redis(Path(tmp), persist=False)  # not in the single run's tree
         try:
             local, kills = local_run(clip, redis_url, Path(tmp, "local"), args)
             results.append(local)
@@ -578,20 +518,6 @@ def run_all(args: argparse.Namespace) -> int:
         (args.out / "cluster.md").write_text(text + "\n")
     print(f"\n{text}\n\nbenchmark took {time.monotonic() - started:.0f} s")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=4, help="streams of the overhead runs")
-    parser.add_argument("--shards", type=int, default=2, help="shards of the local cluster")
-    parser.add_argument("--per-node", type=int, default=2, help="streams per worker node")
-    parser.add_argument("--window-s", type=float, default=30.0)
-    parser.add_argument("--warm-up-s", type=float, default=10.0)
-    parser.add_argument("--kills", type=int, default=5, help="shard kills timed")
-    parser.add_argument("--skip-nodes", action="store_true", help="no simulated nodes")
-    parser.add_argument("--node-loss", action="store_true", help="time a lost node's recovery")
-    parser.add_argument("--out", type=Path, help="write cluster.md here")
-    return run_all(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from fakewatch.engines.bench import bench, flops_per_crop, format_table
     from fakewatch.engines.bundle import EngineBundle
+    from fakewatch.engines.machine import describe_machine
     from fakewatch.engines.runtimes import BackendUnavailable, engine_options, open_engine
 
     bundle = EngineBundle.load(args.bundle or default_bundle_path())
@@ -205,20 +205,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     baseline = f"torch/{args.device}/f32"
     if baseline not in {e.info.label for e in engines}:
         print(f"note: {baseline} is unavailable, so ratios are missing")
-    print(f"machine: {platform.processor() or platform.machine()}, {_cpu_name()}")
+    print(f"machine: {describe_machine()}")
     for engine in engines:
         print(f"  {engine.info.label}: {engine.info.detail}")
     results = bench(engines, args.batch, args.seconds)
     print()
     print(format_table(results, baseline, flops_per_crop(bundle.spec)))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakewatch.stream.rtsp_camera import RtspCamera
 from tests.support.peers import shared_data_folder
-from tests.support.rtsp import RtspServer, StartRtspServer, require_rtsp_server
+from tests.support.rtsp import StartRtspServer, require_rtsp_server
 
 # A Ray API called while no cluster is connected must fail, not start a local cluster of
 # its own: a Serve handle left from a cluster test calls Ray from a background thread
@@ -91,13 +92,13 @@ def untrained_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def rtsp_server() -> Iterator[StartRtspServer]:
-    """``start(clip, *, port=0, mount="/live", user=None, password=None) -> RtspServer``.
+    """``start(clip, *, port=0, mount="/live", user=None, password=None) -> RtspCamera``.
 
     Each call starts one server and returns once PyAV can open its URL; all the servers a
     test started stop at teardown.
     """
     require_rtsp_server()
-    servers: list[RtspServer] = []
+    servers: list[RtspCamera] = []
 
     def start(
         clip: Path,
@@ -106,8 +107,8 @@ def rtsp_server() -> Iterator[StartRtspServer]:
         mount: str = "/live",
         user: str | None = None,
         password: str | None = None,
-    ) -> RtspServer:
-        server = RtspServer(clip, port=port, mount=mount, user=user, password=password)
+    ) -> RtspCamera:
+        server = RtspCamera(clip, port=port, mount=mount, user=user, password=password)
         servers.append(server)
         return server.start()
 

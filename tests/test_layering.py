@@ -88,15 +88,27 @@ def test_the_shared_modules_of_stream_import_no_stage() -> None:
 
 
 def test_tests_and_benchmarks_stay_apart_from_the_product() -> None:
-    """The product imports neither ``tests`` nor ``benchmarks``, and no test imports
-    ``benchmarks`` (the tests of a benchmark script load it from its file)."""
+    """The product imports neither ``tests`` nor ``benchmarks``."""
     for folder in PRODUCT:
         for path in _sources(folder):
             for name in _imports(path):
                 assert name.split(".")[0] not in ("tests", "benchmarks"), f"{path} imports {name}"
+
+
+def test_benchmarks_and_tests_never_import_each_other() -> None:
+    """A benchmark drives the product (and its sibling ``common``), never the tests'
+    helpers; a test runs a benchmark as a program, never loads it as a module."""
+    benchmarks = _sources("benchmarks")
+    assert benchmarks
+    for path in benchmarks:
+        for name in _imports(path):
+            assert name.split(".")[0] not in ("tests", "benchmarks"), f"{path} imports {name}"
     for path in _sources("tests"):
         for name in _imports(path):
             assert name.split(".")[0] != "benchmarks", f"{path} imports {name}"
+        text = path.read_text()
+        if path != Path(__file__) and ("spec_from_file_location" in text or "run_path" in text):
+            assert "benchmarks" not in text, f"{path} loads a benchmark script as a module"
 
 
 def test_no_pickle_anywhere_in_the_package() -> None:

@@ -6,8 +6,8 @@ a short probe finds how many frames a second it analyses at most (offering more 
 sheds), then at least 16 looping local 640x480 face clips offer at least 2.5 times that
 (5 fps each, or more per stream on a faster machine) through the real service for 30 s
 after a 30 s warm-up (RSS settles within about a minute), with a small inference queue
-(8 crops, batches of 4) and a 1 s batcher deadline. ``benchmarks/soak.py`` runs the same
-scenario for 10 minutes.
+(8 crops, batches of 4) and a 1 s batcher deadline. With ``FAKEWATCH_SOAK_S=600`` (and
+``-s`` to see its figures) the same test is the 10-minute soak of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ import asyncio
 
 import pytest
 
-from tests.support.load import Figures, measure_capacity, overload, overloading, percentile
+from tests.support.load import (
+    Figures,
+    measure_capacity,
+    overload,
+    overloading,
+    percentile,
+    soak_seconds,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -30,7 +37,7 @@ def test_overload_keeps_queues_bounded_counts_every_drop_and_bounds_latency() ->
     capacity = asyncio.run(measure_capacity(streams=STREAMS, fps=FPS))
     streams, fps = overloading(capacity.fps, OVERLOAD, STREAMS, FPS)
     offered = streams * fps
-    figures: Figures = asyncio.run(overload(30.0, streams, fps, warm_up_s=30.0))
+    figures: Figures = asyncio.run(overload(soak_seconds(30.0), streams, fps, warm_up_s=30.0))
     print("\n" + figures.table())
 
     p99 = percentile(figures.latencies, 99)

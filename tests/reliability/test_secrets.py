@@ -30,9 +30,10 @@ from fakewatch.cli.main import main
 from fakewatch.stream.analysis.events import EventType
 from fakewatch.stream.http.views import stream_view
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging
+from fakewatch.stream.rtsp_camera import RtspCamera
 from tests.support.media import face_clip, write_video
 from tests.support.peers import free_port
-from tests.support.rtsp import RtspServer, require_rtsp_server
+from tests.support.rtsp import require_rtsp_server
 from tests.support.service import serving
 from tests.support.webhooks import endpoint, hooks, receiving
 
@@ -98,7 +99,7 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
     require_rtsp_server()
     places = Places()
     json_logs, text_logs = io.StringIO(), io.StringIO()
-    with RtspServer(face_video, user=USER, password=PASSWORD) as server:
+    with RtspCamera(face_video, user=USER, password=PASSWORD) as server:
         server.start()
         url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{server.port}/live?token={QUERY_TOKEN}"
         wrong = url.replace(PASSWORD, WRONG_PASSWORD)
@@ -149,7 +150,7 @@ def _config_file(folder: Path, url: str) -> Path:
 
 
 async def _watch(
-    server: RtspServer, url: str, wrong: str, closed: str, state: Path, places: Places
+    server: RtspCamera, url: str, wrong: str, closed: str, state: Path, places: Places
 ) -> None:
     async with receiving() as receiver:
         settings = {

@@ -2,8 +2,8 @@
 
 * A WHIP publisher keeps sending 640x480 video at 15 fps while inference is paused (the
   engine call blocks): every frame is still read from aiortc (its receive queues stay
-  short), superseded frames are counted, and RSS stays flat. ``benchmarks/soak.py
-  --scenario webrtc`` runs the same for 5 minutes.
+  short), superseded frames are counted, and RSS stays flat. ``FAKEWATCH_SOAK_S=300``
+  makes it the 5-minute soak of BENCHMARKS.md.
 * A WHIP session whose peer connection hangs in ``close()`` is abandoned within the
   source's close timeout (5 s): the DELETE answers and the stream is gone.
 """
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.support.load import Figures, webrtc_paused
+from tests.support.load import Figures, soak_seconds, webrtc_paused
 from tests.support.media import face_clip
 from tests.support.service import TOKEN, serving
 from tests.support.webrtc import close_publisher, publish_whip
@@ -28,7 +28,7 @@ CLOSE_TIMEOUT_S = 5.0  # WebRTCSource's default, which the API uses
 
 
 def test_webrtc_frames_keep_being_read_and_memory_stays_flat_while_inference_is_paused() -> None:
-    seconds = 30.0
+    seconds = soak_seconds(30.0)
     figures: Figures = asyncio.run(webrtc_paused(seconds, FPS, warm_up_s=10.0))
     print("\n" + figures.table())
     (stream,) = figures.per_stream

@@ -1,63 +1,44 @@
-"""``benchmarks/capacity.py``: how a measured interval is judged, and the search for the
-largest sustained number of streams (the measurement itself runs for minutes, by hand)."""
+"""``benchmarks/capacity.py`` run as a program with tiny settings: both pipelines watch
+the RTSP camera, each row is judged, the stage breakdown and the memory run are
+reported, and the ratios come last. (The real run takes 25 minutes, by hand; its figures
+are in BENCHMARKS.md.)
+
+The script is never imported: it runs in a child process, as a person runs it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 
 import pytest
 
-from tests.support.scripts import benchmark_script
+from fakewatch.training.demo_clip import DEFAULT_CACHE
+from tests.support.benchmarks import run_benchmark
+from tests.support.demo import demo_pair
+from tests.support.peers import REPO
+from tests.support.rtsp import require_rtsp_server
 
-capacity = benchmark_script("capacity")
-Decision, Point, find_capacity = capacity.Decision, capacity.Point, capacity.find_capacity
-
-CPU = {"wall_s": 10.0, "own_cpu_s": 5.0, "own": 0.25, "server": 0.01, "machine": 0.3}
-
-
-def point(decisions: list[Decision], streams: int = 1, limit_s: float = 0.25) -> Point:
-    return Point("fakewatch", streams, 10.0, decisions, CPU, 0, limit_s)
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
-def steady(stream: str, count: int, lag_s: float, start: float = 1000.0) -> list[Decision]:
-    """``count`` frames 0.2 s apart, received on time and decided ``lag_s`` later."""
-    return [
-        Decision(stream, start + i * 0.2 + lag_s, i * 0.2, start + i * 0.2) for i in range(count)
+def test_tiny_run_measures_both_pipelines_and_prints_the_ratios_last(tmp_path: Path) -> None:
+    require_rtsp_server()
+    demo_pair("the capacity benchmark")  # the clip it encodes comes from the demo clip
+    argv = ["--streams", "1,2", "--naive-streams", "1", "--warm-up-s", "2", "--measure-s", "3"]
+    argv += ["--soak-minutes", "0.05", "--cache", str(REPO / DEFAULT_CACHE), "--out", str(tmp_path)]
+    done = run_benchmark("capacity", *argv)
+    report = (tmp_path / "capacity.md").read_text()
+    rows = [line.strip("|").split("|") for line in report.splitlines()]
+    measured = [
+        [c.strip() for c in row] for row in rows if row[0].strip() in ("fakewatch", "naive")
     ]
-
-
-def test_latency_counts_a_decoder_that_falls_behind() -> None:
-    on_time = steady("a", 50, 0.1)
-    # the same frames received later and later (a backlog): receipt hides it, pts does not
-    behind = [
-        Decision(d.stream, d.decided + i * 0.01, d.pts_s, d.received + i * 0.01)
-        for i, d in enumerate(on_time)
-    ]
-    measured = point(behind)
-    assert max(measured.latencies(from_pts=False)) == pytest.approx(0.1)
-    assert max(measured.latencies()) == pytest.approx(0.1 + 49 * 0.01)
-    assert not measured.sustained and measured.lost == 0
-
-
-def test_frames_not_analysed_count_as_lost() -> None:
-    full = steady("a", 51, 0.1)  # 10 s at 5 fps
-    assert point(full).lost == 0 and point(full).sustained
-    gaps = [d for i, d in enumerate(full) if i % 10 != 5]  # one in ten missing
-    assert point(gaps).lost == pytest.approx(5 / 51)
-    assert not point(gaps).sustained
-    # a stream that analysed nothing loses its whole share
-    assert point(full, streams=2).lost == pytest.approx(1 - 51 / (51 + 50))
-
-
-def test_the_search_raises_then_bisects() -> None:
-    tried: list[int] = []
-
-    async def run(_: object, count: int) -> Point:
-        tried.append(count)
-        streams = [steady(f"s{i}", 51, 0.1 if count <= 9 else 0.4) for i in range(count)]
-        return point([d for s in streams for d in s], streams=count)
-
-    best, points = asyncio.run(find_capacity(None, [1, 4, 8, 12, 16], run))  # type: ignore[arg-type]
-    assert best == 9
-    assert tried == [1, 4, 8, 12, 10, 9]
-    assert [p.streams for p in points] == [1, 4, 8, 9, 10, 12]
+    assert [(r[0], r[1]) for r in measured][:1] == [("fakewatch", "1")]
+    assert ("naive", "1") in [(r[0], r[1]) for r in measured]
+    for row in measured:
+        assert float(row[2]) > 0 and row[-1] in ("yes", "no")  # analysed fps, sustained
+    assert "| decode |" in report and "| infer |" in report and "| all |" in report
+    assert "MiB per added stream" in report
+    last = done.stdout.rstrip().splitlines()[-3:]
+    assert last[0].startswith("capacity: fakewatch ")
+    assert last[1].startswith("ratio fakewatch / naive capacity: ")
+    assert last[2].startswith("fakewatch capacity / target 24 streams: ")

@@ -9,8 +9,9 @@ import av
 import numpy as np
 import pytest
 
+from fakewatch.stream.rtsp_camera import FAST_OPEN_OPTIONS, RTSP_OPTIONS
 from tests.support.media import face_clip, write_video
-from tests.support.rtsp import FAST_OPEN_OPTIONS, RTSP_OPTIONS, StartRtspServer
+from tests.support.rtsp import StartRtspServer
 
 pytestmark = pytest.mark.peer
 

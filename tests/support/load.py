@@ -16,7 +16,8 @@ analyse, and a WebRTC publisher while inference is paused; and what they measure
   (aiortc's receive queues sampled) while RSS stays flat.
 
 The service runs in this process (:func:`tests.support.service.serving`), so this
-process's RSS is the service's.
+process's RSS is the service's. The reliability tests run them for 30 s;
+``FAKEWATCH_SOAK_S`` makes that a soak of any length (:func:`soak_seconds`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import math
+import os
 import tempfile
 import threading
 import time
@@ -44,6 +46,13 @@ from tests.support.media import face_clip, looping_face_file
 from tests.support.prometheus import histogram_bucket, metric_value
 from tests.support.service import TOKEN, Service, serving
 from tests.support.webrtc import publish_whip
+
+
+def soak_seconds(default: float) -> float:
+    """How long a load test measures: ``default``, or ``FAKEWATCH_SOAK_S`` seconds for a
+    soak run by hand (``FAKEWATCH_SOAK_S=600 pytest -s tests/reliability/test_overload.py``)."""
+    return float(os.environ.get("FAKEWATCH_SOAK_S") or default)
+
 
 # reasons counted before a frame reaches the stream's slot (never "received")
 BEFORE_RECEIVED = {"skipped", "oversized"}

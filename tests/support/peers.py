@@ -10,9 +10,7 @@ them, so there they skip too, with a reason that says so.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 from pathlib import Path
 from typing import NoReturn
 
@@ -51,17 +49,3 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def end_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """End a peer started in a session of its own: SIGCONT (a stopped process cannot
-    handle SIGTERM), SIGTERM, then SIGKILL after ``timeout_s``."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGCONT)
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from tests.support.peers import REPO, end_process_group, free_port, missing
+from fakewatch.stream.rtsp_camera import end_process_group
+from tests.support.peers import REPO, free_port, missing
 
 DEBIAN_PACKAGE = "prometheus"
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"

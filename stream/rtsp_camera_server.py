@@ -1,8 +1,10 @@
-"""A real RTSP server for tests: serves one H.264 .mp4 clip with GStreamer's gst-rtsp-server.
+"""An RTSP camera made of a clip: serves one H.264 .mp4 with GStreamer's gst-rtsp-server.
 
-Run it with the system interpreter, which has PyGObject (``gi``), not the project's venv:
+:class:`fakewatch.stream.rtsp_camera.RtspCamera` starts it. It runs under the system
+interpreter, which has PyGObject (``gi``) from Debian's packages, not under fakewatch's
+own environment, so it imports nothing of fakewatch:
 
-    /usr/bin/python3 tests/stream/rtsp_server.py --port 8554 --clip clip.mp4 [--user U --password P]
+    /usr/bin/python3 rtsp_camera_server.py --port 8554 --clip clip.mp4 [--user U --password P]
 
 It prints ``ready rtsp://127.0.0.1:PORT/live`` once listening (``--port 0`` picks a free port
 and prints it) and exits cleanly on SIGTERM or SIGINT.
