@@ -26,7 +26,14 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after failed attempt ``attempt`` (0 for the first failure):
     ``initial_s`` doubling with each attempt, at most ``max_s``, moved by up to
-    ``jitter`` of itself either way and never beyond ``max_s``."""
+    ``jitter`` of itself either way and never beyond ``max_s``.
+
+    A delay the jitter would push past the cap is moved down by the same fraction
+    instead of being clipped to it: clipping would put half of the capped delays on
+    exactly ``max_s``, and clients that fail together would retry together there."""
     base = min(max_s, initial_s * 2.0 ** min(max(attempt, 0), 40))
     spread = jitter * (2 * (rng or _rng).random() - 1)
-    return float(max(0.0, min(max_s, base * (1 + spread))))
+    delay = base * (1 + spread)
+    if delay > max_s:
+        delay = base * (1 - abs(spread))
+    return float(max(0.0, min(max_s, delay)))
