@@ -4,14 +4,14 @@
 # and without the SBI changes, and the classifier baseline. Each run is calibrated on
 # the validation split and reported on the test split, which chooses nothing.
 #
-#   scripts/ablation.sh [ARM ...]     (default: every arm; about 40 minutes each here)
+#   scripts/ablation.sh [ARM ...]     (default: every arm; about 25 minutes each on 2 cores)
 #
 # Runs go to runs/ablation/ARM, reports to docs/model/ablation/ARM/{validation,test}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FW=.venv/bin/fakewatch
 RECIPE=recipes/default.yaml
-EPOCHS=${ABLATION_EPOCHS:-10}
+EPOCHS=${ABLATION_EPOCHS:-6}
 OUT=docs/model/ablation
 
 # MobileNetV2 with TensorFlow padding and 0..1 inputs, as the nsfwjs weights expect;
