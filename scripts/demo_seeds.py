@@ -5,9 +5,10 @@ Usage: .venv/bin/python scripts/demo_seeds.py [--engine BUNDLE] [--seeds 0-8] [-
 For each seed the demo clip's twin is made with the training recipe's standard
 self-blend (``fakewatch demo --seed N`` makes the same twin), both clips are analysed at
 the service's 5 frames a second, and their frame scores go through the live service's
-own vote (window, minimum frames, hysteresis, the bundle's thresholds). A seed passes
-when the twin raises ``deepfake.suspected`` inside the manipulated span (or within one
-window after it starts) and the real clip raises nothing.
+own vote (window, minimum frames, hysteresis, the bundle's thresholds and baseline),
+the clip played ``--loops`` times in a row as the demo loops it. A seed passes when the
+twin raises ``deepfake.suspected`` inside a manipulated span (or within half a window
+after it ends) and the real clip raises nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fakewatch.engines.analyse import FaceAnalyser
 from fakewatch.engines.bundle import EngineBundle
 from fakewatch.engines.defaults import default_bundle_path
 from fakewatch.engines.faces import default_face_detector
-from fakewatch.engines.media import iter_frames
+from fakewatch.engines.media import iter_frames, probe_video
 from fakewatch.engines.runtimes import open_engine
 from fakewatch.engines.scan import analysis_stride
 from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
@@ -35,10 +36,18 @@ def seeds(text: str) -> list[int]:
     return list(range(int(low), int(high or low) + 1))
 
 
-def frame_scores(analyser: FaceAnalyser, clip: Path) -> list[tuple[float, float]]:
-    """(time, score) of every analysed frame with a face."""
-    frames = iter_frames(clip, analysis_stride(clip), 10_000)
-    return [(f.time_s, r.score) for f, r in analyser.analyse(frames) if r.score is not None]
+def frame_scores(analyser: FaceAnalyser, clip: Path, loops: int) -> list[tuple[float, float]]:
+    """(time, score) of every analysed frame with a face, the clip played ``loops``
+    times in a row as the demo plays it."""
+    frames = list(iter_frames(clip, analysis_stride(clip), 10_000))
+    once = [(f.time_s, r.score) for f, r in analyser.analyse(frames) if r.score is not None]
+    length = probe_video(clip).frames / probe_video(clip).fps
+    return [(time + loop * length, score) for loop in range(loops) for time, score in once]
+
+
+def in_span(time: float, length: float, end: float = SPAN[1]) -> bool:
+    """Whether ``time`` (in a clip looped every ``length`` seconds) lies in the span."""
+    return SPAN[0] <= time % length < end
 
 
 def replay(scores: list[tuple[float, float]], bundle: EngineBundle) -> list[tuple[float, str]]:
@@ -68,19 +77,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=seeds, default=seeds("0-8"))
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--loops", type=int, default=2, help="times the clip plays in a row")
     args = parser.parse_args()
     bundle = EngineBundle.load(args.engine or default_bundle_path())
     analyser = FaceAnalyser(open_engine(bundle, "auto"), default_face_detector())
     clip, _ = demo_clips(args.cache, seed=args.seeds[0])
-    real = frame_scores(analyser, clip)
+    real = frame_scores(analyser, clip, args.loops)
+    length = probe_video(clip).frames / probe_video(clip).fps
     real_decisions = replay(real, bundle)
-    late = SPAN[0] + VoteConfig().window_seconds
+    late = SPAN[1] + VoteConfig().window_seconds / 2
     results: list[dict[str, Any]] = []
     for seed in args.seeds:
         _, twin = demo_clips(args.cache, seed=seed)
-        scores = frame_scores(analyser, twin)
+        scores = frame_scores(analyser, twin, args.loops)
         windows = window_scores([s for _, s in scores])
-        inside = [w for (t, _), w in zip(scores, windows, strict=True) if SPAN[0] <= t < SPAN[1]]
+        inside = [w for (t, _), w in zip(scores, windows, strict=True) if in_span(t, length)]
         outside = [w for (t, _), w in zip(scores, windows, strict=True) if t < SPAN[0]]
         decisions = replay(scores, bundle)
         raised = [t for t, d in decisions if d == Decision.SUSPECTED]
@@ -90,7 +101,7 @@ def main() -> None:
                 "peak_window_in_span": round(max(inside, default=0.0), 3),
                 "peak_window_before_span": round(max(outside, default=0.0), 3),
                 "decisions": decisions,
-                "alerted_in_span": any(SPAN[0] <= t < max(SPAN[1], late) for t in raised),
+                "alerted_in_span": any(in_span(t, length, late) for t in raised),
             }
         )
     summary = {

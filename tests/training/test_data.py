@@ -143,10 +143,13 @@ def test_no_training_reals_is_a_clear_error(reals: ShardSet) -> None:
 def test_manipulated_span_changes_only_the_span(tmp_path: Path, astronaut: np.ndarray) -> None:
     import av
 
+    from fakewatch.training.blend import BlendConfig
     from fakewatch.training.manipulate import manipulate_span
 
     clip = write_video(tmp_path / "clip.mp4", face_clip(astronaut, count=10), fps=10)
-    result = manipulate_span(clip, tmp_path / "twin.mp4", 0.3, 0.6)
+    # a strong, whole-face edit, so that every changed frame shows above the codec's noise
+    visible = BlendConfig(region_weights={"face": 1.0}, ratios=(1.0,), brightness=0.2)
+    result = manipulate_span(clip, tmp_path / "twin.mp4", 0.3, 0.6, config=visible)
     assert result.frames == 10 and result.manipulated == 3
 
     def frames(path: Path) -> list[np.ndarray]:
