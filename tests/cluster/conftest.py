@@ -44,21 +44,29 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def swap_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Seven seconds of the demo twin's manipulated span: a face swapped throughout."""
-    _, twin = demo_pair("the cluster tests")
-    target = tmp_path_factory.mktemp("clips") / "swapped.mp4"
-    with av.open(str(twin)) as source, av.open(str(target), "w") as out:
+    """Seven seconds of the demo clip, its face swapped throughout as the demo swaps it.
+
+    The real clip's seconds 4.5-11.5 are cut first and only then manipulated, so the
+    blend goes through one encoding, as in the demo's twin: encoding a manipulated
+    picture twice wears the blend's traces down towards the clear threshold."""
+    from fakewatch.training.manipulate import DEMO_SEED, manipulate_span
+
+    real, _ = demo_pair("the cluster tests")
+    folder = tmp_path_factory.mktemp("clips")
+    cut, target = folder / "cut.mp4", folder / "swapped.mp4"
+    with av.open(str(real)) as source, av.open(str(cut), "w") as out:
         video = source.streams.video[0]
         rate = video.average_rate or 30
         stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
-        stream.options = {"bf": "0", "g": "30"}
+        stream.options = {"bf": "0", "g": "30", "crf": "12"}
         for frame in source.decode(video):
             seconds = float(frame.time or 0.0)
             if 4.5 <= seconds < 11.5:
                 image = frame.to_ndarray(format="rgb24")
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         out.mux(stream.encode())
+    manipulate_span(cut, target, 0.0, 7.0, seed=DEMO_SEED)
     return target
 
 
