@@ -90,6 +90,56 @@ class StreamBaseline:
         self._scores.extend(float(s) for s in scores)
 
 
+class AlertRule:
+    """Whether a stream is alerting, decided on its window scores: raised at ``enter``
+    and cleared below ``exit``; with a baseline, also raised when the window rises well
+    above the stream's own usual level, and then cleared when it no longer holds half
+    that rise (unless it has reached ``enter`` meanwhile).
+
+    The live vote (``fakewatch.stream.analysis.vote``) and the offline replay
+    (:func:`decisions`) both decide with it; the live vote adds its window, minimum
+    frames and cooldown around it.
+    """
+
+    def __init__(self, enter: float, exit: float, settings: BaselineSettings | None = None):
+        self.enter, self.exit = enter, exit
+        self.baseline = None if settings is None else StreamBaseline(settings)
+        self.alerting = False
+        self.raised_by_baseline = False
+        """Whether the alert in progress rose above the baseline rather than ``enter``."""
+
+    def raise_on(self, score: float) -> bool:
+        """Whether ``score`` raises an alert (none is in progress); if so, it is raised."""
+        if score >= self.enter:
+            by_baseline = False
+        elif self.baseline is not None and self.baseline.risen(score):
+            by_baseline = True
+        else:
+            return False
+        self.alerting, self.raised_by_baseline = True, by_baseline
+        return True
+
+    def clear_on(self, score: float | None) -> bool:
+        """Whether ``score`` (``None``: nothing left to score) clears the alert in
+        progress; if so, it is cleared."""
+        if score is not None:
+            if self.raised_by_baseline and self.baseline is not None:
+                holds = score >= self.enter or self.baseline.holds(score)
+            else:
+                holds = score >= self.exit
+            if holds:
+                if score >= self.enter:
+                    self.raised_by_baseline = False
+                return False
+        self.alerting = self.raised_by_baseline = False
+        return True
+
+    def observe(self, score: float) -> None:
+        """Let the baseline learn from a window score (not while alerting)."""
+        if self.baseline is not None:
+            self.baseline.observe(score, self.alerting)
+
+
 def decisions(
     window_scores: np.ndarray | list[float],
     suspect: float,
@@ -101,27 +151,17 @@ def decisions(
     stream's baseline, and then cleared when it no longer holds there (unless it has
     reached ``suspect`` meanwhile).
 
-    A plain replay of the rule for offline studies; the live vote adds minimum frames
-    and cooldowns on top.
+    A replay of :class:`AlertRule` for offline studies; the live vote adds minimum
+    frames and cooldowns on top.
     """
-    baseline = StreamBaseline(settings) if settings is not None else None
-    alerting = relative = False
+    rule = AlertRule(suspect, clear, settings)
     out = np.zeros(len(window_scores), dtype=bool)
     for i, value in enumerate(window_scores):
         score = float(value)
-        if not alerting:
-            if score >= suspect:
-                alerting, relative = True, False
-            elif baseline is not None and baseline.risen(score):
-                alerting, relative = True, True
-        elif relative and baseline is not None:
-            if score >= suspect:
-                relative = False
-            elif not baseline.holds(score):
-                alerting = relative = False
-        elif score < clear:
-            alerting = False
-        if baseline is not None:
-            baseline.observe(score, alerting)
-        out[i] = alerting
+        if rule.alerting:
+            rule.clear_on(score)
+        else:
+            rule.raise_on(score)
+        rule.observe(score)
+        out[i] = rule.alerting
     return out

@@ -94,8 +94,7 @@ class Decisions:
     async def close_alert(self, state: StreamState, when: float, reason: str) -> None:
         """A final ``deepfake.cleared`` with ``reason`` for a stream still alerting (its
         analysis has stopped), so that no alert stays open in the sinks."""
-        if state.vote.alerting:
-            state.vote.alerting = False
+        if state.vote.end_alert():
             await self.decide(state, Decision.CLEARED, when, reason)
 
     async def health(self, state: StreamState, kind: EventType, detail: str) -> None:

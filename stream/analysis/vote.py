@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from fakewatch.engines.baseline import BaselineSettings, StreamBaseline
+from fakewatch.engines.baseline import AlertRule, BaselineSettings, StreamBaseline
 from fakewatch.stream.config import VoteConfig
 
 E = TypeVar("E")
@@ -73,17 +73,34 @@ class SlidingWindowVote(Generic[E]):
             raise ValueError(f"the exit threshold {exit} must not exceed enter {enter}")
         if not 1 <= min_frames <= window_frames:
             raise ValueError("min_frames must be between 1 and window_frames")
-        self.enter, self.exit = enter, exit
+        self.rule = AlertRule(enter, exit, baseline)
         self.window_frames, self.window_seconds = window_frames, window_seconds
         self.min_frames, self.cooldown_s = min_frames, cooldown_s
         self._entries: collections.deque[Entry[E]] = collections.deque()
         self._peaks: collections.deque[Entry[E]] = collections.deque()
-        self.alerting = False
         self.last_change: float | None = None
         self._quiet_until = float("-inf")
-        self.baseline = None if baseline is None else StreamBaseline(baseline)
-        self.raised_by_baseline = False
+
+    @property
+    def enter(self) -> float:
+        return self.rule.enter
+
+    @property
+    def exit(self) -> float:
+        return self.rule.exit
+
+    @property
+    def alerting(self) -> bool:
+        return self.rule.alerting
+
+    @property
+    def raised_by_baseline(self) -> bool:
         """Whether the alert in progress rose above the baseline rather than ``enter``."""
+        return self.rule.raised_by_baseline
+
+    @property
+    def baseline(self) -> StreamBaseline | None:
+        return self.rule.baseline
 
     @property
     def entries(self) -> list[Entry[E]]:
@@ -113,9 +130,8 @@ class SlidingWindowVote(Generic[E]):
             self._pop()
         decision = self._expire_and_decide(time)
         window_score = self.score
-        full = len(self._entries) >= self.min_frames
-        if self.baseline is not None and window_score is not None and full:
-            self.baseline.observe(window_score, self.alerting)
+        if window_score is not None and len(self._entries) >= self.min_frames:
+            self.rule.observe(window_score)
         return decision
 
     def checkpoint(self) -> dict[str, Any]:
@@ -140,13 +156,18 @@ class SlidingWindowVote(Generic[E]):
             self._entries.append(Entry(float(time), float(score), None))
             while len(self._entries) > self.window_frames:
                 self._pop()
-        self.alerting = bool(state.get("alerting", False))
+        self.rule.alerting = bool(state.get("alerting", False))
         self.last_change = state.get("last_change")
         quiet = state.get("quiet_until")
         self._quiet_until = float("-inf") if quiet is None else float(quiet)
-        self.raised_by_baseline = bool(state.get("raised_by_baseline", False))
+        self.rule.raised_by_baseline = bool(state.get("raised_by_baseline", False))
         if self.baseline is not None:
             self.baseline.restore(state.get("baseline") or [])
+
+    def end_alert(self) -> bool:
+        """End the alert in progress without a decision of the window's own (its
+        analysis has stopped); whether one was in progress."""
+        return self.alerting and self.rule.clear_on(None)
 
     def tick(self, time: float) -> Decision | None:
         """Let time pass without a face (old frames leave the window); any decision."""
@@ -171,29 +192,17 @@ class SlidingWindowVote(Generic[E]):
     def _decide(self, time: float) -> Decision | None:
         score = self.score
         if self.alerting:
-            if score is None or self._cleared(score):
-                self.alerting = self.raised_by_baseline = False
-                self.last_change = time
-                self._quiet_until = time + self.cooldown_s
-                return Decision.CLEARED
-            if score >= self.enter:
-                self.raised_by_baseline = False
-            return None
+            if not self.rule.clear_on(score):
+                return None
+            self.last_change = time
+            self._quiet_until = time + self.cooldown_s
+            return Decision.CLEARED
         if score is None or len(self._entries) < self.min_frames or time < self._quiet_until:
             return None
-        if score >= self.enter:
-            self.alerting, self.raised_by_baseline = True, False
-        elif self.baseline is not None and self.baseline.risen(score):
-            self.alerting, self.raised_by_baseline = True, True
-        else:
+        if not self.rule.raise_on(score):
             return None
         self.last_change = time
         return Decision.SUSPECTED
-
-    def _cleared(self, score: float) -> bool:
-        if self.raised_by_baseline and self.baseline is not None:
-            return score < self.enter and not self.baseline.holds(score)
-        return score < self.exit
 
 
 def new_vote(settings: VoteConfig, thresholds: Thresholds) -> SlidingWindowVote[Any]:
