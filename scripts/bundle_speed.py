@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 from pathlib import Path
 
 from fakewatch.engines.bench import bench, format_table
 from fakewatch.engines.bundle import EngineBundle
+from fakewatch.engines.machine import cpu_name
 from fakewatch.engines.runtimes import open_engine
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -52,7 +45,7 @@ def main() -> None:
         engines.append(engine)
     batches = tuple(int(b) for b in args.batch.split(","))
     results = bench(engines, batches, seconds_per_engine=args.seconds)
-    print(f"{cpu_model()}, {args.backend}; ratios against the old bundle")
+    print(f"{cpu_name()}, {args.backend}; ratios against the old bundle")
     table = format_table(results, baseline=engines[0].info.label, flops_per_crop=None)
     print(table.replace("vs torch", "vs old"))
 

@@ -26,7 +26,8 @@ from fakewatch.engines.faces import default_face_detector
 from fakewatch.engines.media import iter_frames, probe_video
 from fakewatch.engines.runtimes import open_engine
 from fakewatch.engines.scan import analysis_stride
-from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
+from fakewatch.stream.analysis.factory import vote_thresholds
+from fakewatch.stream.analysis.vote import Decision, new_vote
 from fakewatch.stream.config import VoteConfig
 from fakewatch.training.demo_clip import DEFAULT_CACHE, SPAN, demo_clips
 
@@ -36,33 +37,30 @@ def seeds(text: str) -> list[int]:
     return list(range(int(low), int(high or low) + 1))
 
 
+def clip_length(clip: Path) -> float:
+    """The clip's length in seconds (the demo loops it every so often)."""
+    info = probe_video(clip)
+    return float(info.frames / info.fps)
+
+
 def frame_scores(analyser: FaceAnalyser, clip: Path, loops: int) -> list[tuple[float, float]]:
     """(time, score) of every analysed frame with a face, the clip played ``loops``
     times in a row as the demo plays it."""
     frames = list(iter_frames(clip, analysis_stride(clip), 10_000))
     once = [(f.time_s, r.score) for f, r in analyser.analyse(frames) if r.score is not None]
-    length = probe_video(clip).frames / probe_video(clip).fps
+    length = clip_length(clip)
     return [(time + loop * length, score) for loop in range(loops) for time, score in once]
 
 
 def in_span(time: float, length: float, end: float = SPAN[1]) -> bool:
     """Whether ``time`` (in a clip looped every ``length`` seconds) lies in the span."""
-    return SPAN[0] <= time % length < end
+    return bool(SPAN[0] <= time % length < end)
 
 
 def replay(scores: list[tuple[float, float]], bundle: EngineBundle) -> list[tuple[float, str]]:
     """The decisions the live vote makes on these frames, with their times."""
     settings = VoteConfig()
-    thresholds = bundle.manifest.thresholds
-    vote: SlidingWindowVote[None] = SlidingWindowVote(
-        thresholds["suspect"].value,
-        thresholds["clear"].value,
-        window_frames=settings.window_frames,
-        window_seconds=settings.window_seconds,
-        min_frames=settings.min_frames,
-        cooldown_s=settings.cooldown_s,
-        baseline=bundle.manifest.baseline,
-    )
+    vote = new_vote(settings, vote_thresholds(bundle, settings))
     out = []
     for time, score in scores:
         decision = vote.add(time, score)
@@ -83,7 +81,7 @@ def main() -> None:
     analyser = FaceAnalyser(open_engine(bundle, "auto"), default_face_detector())
     clip, _ = demo_clips(args.cache, seed=args.seeds[0])
     real = frame_scores(analyser, clip, args.loops)
-    length = probe_video(clip).frames / probe_video(clip).fps
+    length = clip_length(clip)
     real_decisions = replay(real, bundle)
     late = SPAN[1] + VoteConfig().window_seconds / 2
     results: list[dict[str, Any]] = []

@@ -68,8 +68,10 @@ def windows(bundle: dict[str, Any]) -> str:
     w = bundle.get("real_windows")
     if not w:
         return "-"
-    low, high = w["rate_ci"] or (None, None)
-    interval = "" if low is None else f" [{100 * low:.1f}, {100 * high:.1f}]"
+    interval = ""
+    if w["rate_ci"]:
+        low, high = w["rate_ci"]
+        interval = f" [{100 * low:.1f}, {100 * high:.1f}]"
     return f"{100 * w['rate']:.1f}%{interval} of {w['n']}"
 
 
