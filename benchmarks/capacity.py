@@ -2,9 +2,11 @@
 pipeline measured in the same run.
 
     .venv/bin/python benchmarks/capacity.py [--out docs/benchmarks] [--soak-minutes 10]
+        [--height 720|480] [--baseline c0319f7]
 
-The streams: a 720p30 H.264 clip with one face, encoded like a camera stream (main
-profile, no B-frames, a keyframe every 2 s, 2.5 Mbit/s) from the demo clip, served by
+The streams: a 720p30 (or ``--height`` 480: 854x480, 1.2 Mbit/s) H.264 clip with one face,
+encoded like a camera stream (main profile, no B-frames, a keyframe every 2 s,
+2.5 Mbit/s) from the demo clip, served by
 ``fakewatch.stream.rtsp_camera`` (each client from the first frame, in real time).
 **fakewatch** is ``fakewatch serve`` hosted here at its defaults, the engine at
 ``--precision``. **naive** is a thread per stream that decodes and converts every frame
@@ -17,6 +19,10 @@ sustained at p99 <= ``--p99-ms`` with under 1% lost; the count rises until one f
 then the gap is bisected. The stage breakdown splits the face threads' CPU by each
 operation's cost measured alone; the memory run adds streams up to the capacity and
 keeps them ``--soak-minutes``. The ratios come last.
+
+``--baseline REF`` also measures an earlier commit's fakewatch on the same machine, in
+the same session, with that commit's own capacity script (:mod:`baseline`), and prints
+the ratio of the sustained streams (720p30 only: earlier scripts know no other size).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import baseline
 import common
 import numpy as np
 
@@ -41,7 +48,9 @@ from fakewatch.engines.machine import describe_machine, usable_cores
 from fakewatch.engines.media import iter_video, probe_video
 from fakewatch.stream.rtsp_camera import RtspCamera, rtsp_camera_unavailable
 
-FPS, CLIP_FPS, CLIP_SIZE = 5.0, 30, (1280, 720)
+FPS, CLIP_FPS = 5.0, 30
+SIZES = {720: ((1280, 720), 2_500_000), 480: ((854, 480), 1_200_000)}
+"""Clip heights: the frame size and the bit rate of each."""
 THREAD_GROUPS = {
     "source ": "decode",
     "detector-": "faces",
@@ -135,14 +144,15 @@ HEADER = (
 )
 
 
-def make_clip(cache: Path, seconds: float) -> Path:
-    """The 720p30 camera-like H.264 clip (see the module doc), made once."""
+def make_clip(cache: Path, seconds: float, height: int = 720) -> Path:
+    """The camera-like H.264 clip ``height`` pixels high (see the module doc), made once."""
     import av
     import cv2
 
     from fakewatch.training.demo_clip import fetch_demo_clip
 
-    target = cache / f"capacity-720p30-{seconds:.0f}s.mp4"
+    size, bit_rate = SIZES[height]
+    target = cache / f"capacity-{height}p30-{seconds:.0f}s.mp4"
     if target.is_file():
         return target
     source = fetch_demo_clip(cache)
@@ -152,14 +162,14 @@ def make_clip(cache: Path, seconds: float) -> Path:
     with av.open(str(partial), "w") as output:
         options = {"preset": "veryfast", "profile": "main", "bf": "0", "g": "60"}
         video = output.add_stream("libx264", rate=CLIP_FPS, options=options)
-        video.width, video.height = CLIP_SIZE
-        video.pix_fmt, video.bit_rate = "yuv420p", 2_500_000
+        video.width, video.height = size
+        video.pix_fmt, video.bit_rate = "yuv420p", bit_rate
         video.codec_context.time_base = Fraction(1, CLIP_FPS)
         for i in range(round(seconds * CLIP_FPS)):
             # the source forwards then backwards, so the loop has no jump cut
             k = int(i / CLIP_FPS * rate) % (2 * len(frames) - 2)
             k = k if k < len(frames) else 2 * len(frames) - 2 - k
-            image = cv2.resize(frames[k], CLIP_SIZE, interpolation=cv2.INTER_LINEAR)
+            image = cv2.resize(frames[k], size, interpolation=cv2.INTER_LINEAR)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
             output.mux(video.encode(frame))
@@ -454,7 +464,8 @@ async def main_async(args: argparse.Namespace) -> int:
     if reason := rtsp_camera_unavailable():
         print(f"cannot run: {reason}")
         return 2
-    clip = make_clip(args.cache, args.warm_up_s + args.measure_s + 15)
+    clip = make_clip(args.cache, args.warm_up_s + args.measure_s + 15, args.height)
+    (width, height), bit_rate = SIZES[args.height]
     settings = {"engine.precision": args.precision, **dict(args.set)}
     print(f"machine: {describe_machine(load=True)}\nmeasuring each operation alone ...", flush=True)
     # in a child process, so that its engines do not weigh on this process's memory
@@ -489,8 +500,9 @@ async def main_async(args: argparse.Namespace) -> int:
                 points += found
     report = [
         f"Machine: {describe_machine(load=True)}.",
-        f"Streams: {clip.name} served by gst-rtsp-server on this machine (1280x720, 30 fps, "
-        "H.264 main, no B-frames, GOP 60, 2.5 Mbit/s, one face). fakewatch: the service's "
+        f"Streams: {clip.name} served by gst-rtsp-server on this machine ({width}x{height}, "
+        f"30 fps, H.264 main, no B-frames, GOP 60, {bit_rate / 1e6:g} Mbit/s, one face). "
+        "fakewatch: the service's "
         f"defaults with {settings}; naive: torch eager f32 at batch 1, detection on every "
         f"analysed frame. {args.warm_up_s:g} s warm-up and {args.measure_s:g} s measured per row.",
         "",
@@ -524,10 +536,22 @@ async def main_async(args: argparse.Namespace) -> int:
     ours_best, naive_best = capacity["fakewatch"], capacity["naive"]
     print(f"\n{text}\n\ncapacity: fakewatch {ours_best} streams, naive {naive_best} streams")
     if naive_best:
-        print(f"ratio fakewatch / naive capacity: {ours_best / naive_best:.2f}x (target 4x)")
+        print(f"ratio fakewatch / naive capacity: {ours_best / naive_best:.2f}x (target 3x)")
     else:
         print(f"ratio fakewatch / naive capacity: > {ours_best:.0f}x (naive sustained no stream)")
-    print(f"fakewatch capacity / target 24 streams: {ours_best / 24:.2f}")
+    if args.baseline:
+        # the same streams, rows and limits, run by the earlier commit's own script
+        same = ["--streams", ",".join(map(str, args.streams)), "--cache", str(args.cache)]
+        same += ["--warm-up-s", str(args.warm_up_s), "--measure-s", str(args.measure_s)]
+        theirs, output = baseline.baseline_capacity(
+            args.baseline, [*same, "--p99-ms", str(args.p99_ms)]
+        )
+        if args.out:
+            (args.out / f"capacity-baseline-{args.baseline}.txt").write_text(output)
+        ratio = f"{ours_best / theirs:.2f}x" if theirs else f"> {ours_best}x (it sustained none)"
+        print(
+            f"baseline {args.baseline}: {theirs} streams; fakewatch / baseline: {ratio} (target 2x)"
+        )
     return 0
 
 
@@ -549,9 +573,18 @@ def main(argv: list[str] | None = None) -> int:
         help="a service setting for fakewatch (dotted key, as in fakewatch.yaml)",
     )
     parser.add_argument("--skip-naive", action="store_true", help="measure fakewatch only")
+    parser.add_argument("--height", type=int, default=720, choices=sorted(SIZES))
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also measure this earlier commit (720p30, its own script and defaults)",
+    )
     parser.add_argument("--cache", type=Path, default=common.DEMO_CACHE)
     parser.add_argument("--out", type=Path, help="write capacity.md here")
-    return asyncio.run(main_async(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if args.baseline and args.height != 720:
+        parser.error("--baseline measures 720p30 only (earlier scripts know no other size)")
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
