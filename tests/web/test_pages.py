@@ -332,6 +332,10 @@ def test_publisher_page_shares_a_call_tab_and_its_faces_are_analysed(
         driver.save_screenshot(str(artifacts / "web-publish-tab.png"))
         assert "Content Security Policy" not in browser_log(driver)
 
-        one(driver, "publish-stop").click()
-        wait_for(lambda: status.text == "stopped", 10, "the session to end", driver)
-        assert "call-tab" not in live.streams()
+        # the call's tab closes: the capture ends, and so does the session
+        call_tab = next(h for h in driver.window_handles if h != publisher)
+        driver.switch_to.window(call_tab)
+        driver.close()
+        driver.switch_to.window(publisher)
+        wait_for(lambda: status.text == "sharing ended", 10, "the session to end", driver)
+        wait_for(lambda: "call-tab" not in live.streams(), 10, "the stream to go", driver)
