@@ -337,6 +337,87 @@ class WebhooksConfig(Section):
     )
 
 
+ICE_SCHEMES = ("stun", "turn", "turns")
+
+
+class IceServer(Section):
+    """One STUN or TURN server for WebRTC (the browser's ``RTCIceServer``)."""
+
+    urls: tuple[str, ...] = Field(
+        min_length=1,
+        description="stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp] or "
+        "turns:HOST[:PORT] (TLS over TCP)",
+    )
+    username: str | None = Field(None, max_length=512, description="TURN user name")
+    credential: SecretStr | None = Field(None, description="TURN password; never shown")
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _one_url(cls, urls: Any) -> Any:
+        return (urls,) if isinstance(urls, str) else urls
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parse_ice_url(url)
+        return urls
+
+    @model_validator(mode="after")
+    def _check(self) -> IceServer:
+        turn = [url for url in self.urls if parse_ice_url(url)["scheme"] != "stun"]
+        if turn and (not self.username or self.credential is None):
+            raise ValueError(f"{turn[0]} is a TURN server: set its username and credential")
+        return self
+
+
+def parse_ice_url(url: str) -> dict[str, Any]:
+    """``url``'s scheme, host, port and transport as aiortc reads them; :class:`ValueError`
+    for a URL aiortc would refuse or silently skip."""
+    from aiortc.rtcicetransport import parse_stun_turn_uri  # aiortc is slow to import
+
+    scheme = url.split(":", 1)[0]
+    if scheme not in ICE_SCHEMES:
+        raise ValueError(f"{url!r}: an ICE server URL begins with stun:, turn: or turns:")
+    try:
+        parsed = parse_stun_turn_uri(url)
+    except ValueError:
+        raise ValueError(
+            f"{url!r} is not a STUN or TURN URL: stun:HOST[:PORT], "
+            "turn:HOST[:PORT][?transport=udp|tcp], turns:HOST[:PORT]"
+        ) from None
+    if parsed["scheme"] == "turn" and parsed["transport"] not in ("udp", "tcp"):
+        raise ValueError(f"{url!r}: a turn: URL's transport is udp or tcp")
+    if parsed["scheme"] == "turns" and parsed["transport"] != "tcp":
+        raise ValueError(f"{url!r}: a turns: URL runs over TCP (TLS); leave out ?transport")
+    return parsed
+
+
+class WebRTCConfig(Section):
+    ice_servers: tuple[IceServer, ...] = Field(
+        (),
+        description="STUN and TURN servers for WebRTC publishers behind NAT: at most one "
+        "of each (the service's WebRTC stack uses one); none: only this host's addresses",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> WebRTCConfig:
+        schemes = [
+            parse_ice_url(url)["scheme"].rstrip("s") for s in self.ice_servers for url in s.urls
+        ]
+        for kind in ("stun", "turn"):
+            if schemes.count(kind) > 1:
+                raise ValueError(
+                    f"{schemes.count(kind)} {kind.upper()} URLs: the service uses one STUN "
+                    "and one TURN server; list at most one of each"
+                )
+        return self
+
+    def stun_urls(self) -> list[str]:
+        """The STUN URLs: what the publisher page may be told (no credentials)."""
+        return [url for s in self.ice_servers for url in s.urls if url.startswith("stun:")]
+
+
 class StreamEntry(Section):
     name: str = Field(min_length=1, max_length=100)
     url: str = Field(min_length=1, max_length=4096)
@@ -361,6 +442,7 @@ class ServiceConfig(Section):
     vote: VoteConfig = VoteConfig()
     evidence: EvidenceConfig = EvidenceConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    webrtc: WebRTCConfig = WebRTCConfig()
     logging: LoggingConfig = LoggingConfig()
     streams: tuple[StreamEntry, ...] = Field((), description="streams started with the service")
 

@@ -86,6 +86,7 @@ def build_app(
     if control.webrtc:
         app.router.add_delete("/api/whip/{id}", streams.whip_end)
         app.router.add_get("/publish", pages.publish_page)
+        app.router.add_get("/api/webrtc/ice-servers", pages.publisher_ice_servers)
     app.router.add_get("/api/events", events.list_events)
     app.router.add_get("/api/evidence/{id}/{name}", events.get_evidence)
     app.router.add_get("/", pages.index_page)

@@ -12,7 +12,7 @@ from fakewatch.stream.config import LimitsConfig
 from fakewatch.stream.http.views import stream_view
 from fakewatch.stream.sources.frames import DropReason, LatestFrame
 from fakewatch.stream.sources.source import Source, StatusListener
-from fakewatch.stream.sources.webrtc import WebRTCSource
+from fakewatch.stream.sources.webrtc import WebRTCSource, rtc_ice_servers
 
 
 class LocalStreams:
@@ -45,6 +45,7 @@ class LocalStreams:
 
     async def publish(self, sdp: str, name: str | None) -> tuple[str, str]:
         limits: LimitsConfig = self.pipeline.config.limits
+        ice_servers = rtc_ice_servers(self.pipeline.config.webrtc.ice_servers)
 
         def make(
             frames: LatestFrame, on_status: StatusListener, on_drop: Callable[[DropReason], None]
@@ -56,6 +57,7 @@ class LocalStreams:
                 description="webrtc",
                 max_width=limits.max_width,
                 max_height=limits.max_height,
+                ice_servers=ice_servers,
             )
 
         state = await self.pipeline.add_source(make, name)

@@ -1,8 +1,15 @@
-"""The web pages: ``/`` (the streams page) and ``/publish`` (a camera publisher), with
-their scripts and styles under ``/static/``.
+"""The web pages: ``/`` (the streams page) and ``/publish`` (a camera or shared-tab
+publisher), with their scripts and styles under ``/static/``.
 
 They are static files from ``web/``, hold no data and need no token; the ``/api/`` calls
 they make send the token the user types in.
+
+The publisher page asks ``/api/webrtc/ice-servers`` for the STUN servers its browser
+should use, and gets the STUN URLs of ``webrtc.ice_servers`` only, never a TURN server:
+its credentials let whoever holds them relay any traffic through it, and a page (its
+script, the browser's developer tools, an extension) is no place for them. The browser
+needs none: the service relays through TURN itself, and its relay address is in the
+answer, which a browser behind NAT reaches with the address STUN tells it.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from fakewatch.stream.http.keys import error
+from fakewatch.stream.http.keys import CONFIG, error
 
 WEB = Path(__file__).resolve().parent / "web"
 """The pages' files: HTML at ``/`` and ``/publish``, the rest under ``/static/``."""
@@ -45,6 +52,12 @@ async def index_page(request: web.Request) -> web.StreamResponse:
 
 async def publish_page(request: web.Request) -> web.StreamResponse:
     return _web_file("publish.html", "text/html; charset=utf-8")
+
+
+async def publisher_ice_servers(request: web.Request) -> web.Response:
+    """The ICE servers the publisher page passes to ``RTCPeerConnection``: STUN only."""
+    urls = request.app[CONFIG].webrtc.stun_urls()
+    return web.json_response({"ice_servers": [{"urls": urls}] if urls else []})
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:

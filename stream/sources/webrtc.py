@@ -13,6 +13,12 @@ counted as dropped.
 
 A WebRTC source never reconnects: when the publisher goes away the source goes DOWN for
 good and a new publish makes a new source.
+
+Behind NAT the answer needs more than this host's addresses: ``webrtc.ice_servers`` (a
+STUN server for the public address, a TURN server to relay through) reach the peer
+connection through :func:`rtc_ice_servers`. aiortc uses one STUN and one TURN server and
+binds an ephemeral UDP port per session (there is no port range to open): a service
+behind NAT runs on the host's network or relays through TURN.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 from av import VideoFrame
 
+from fakewatch.stream.config import IceServer
 from fakewatch.stream.logs import describe_error
 from fakewatch.stream.sources.frames import DropReason, LatestFrame, SourceFrame
 from fakewatch.stream.sources.source import SourceStatus, StatusListener
@@ -44,6 +51,18 @@ MAX_OFFER_BYTES = 64 * 1024
 """The largest SDP offer accepted; real offers are a few kilobytes."""
 
 _SENDING_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
+
+
+def rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
+    """The configured STUN and TURN servers as aiortc takes them, credentials revealed."""
+    return [
+        RTCIceServer(
+            urls=list(server.urls),
+            username=server.username,
+            credential=None if server.credential is None else server.credential.get_secret_value(),
+        )
+        for server in servers
+    ]
 
 
 class WebRTCOfferError(ValueError):
@@ -127,7 +146,7 @@ class WebRTCSource:
         self._on_status = on_status
         self._on_drop = on_drop
         self._close_timeout_s = close_timeout_s
-        self._ice_servers = list(ice_servers)
+        self._configuration = RTCConfiguration(iceServers=list(ice_servers))
         self._status = SourceStatus.CONNECTING
         self._pc: RTCPeerConnection | None = None
         self._video_track: MediaStreamTrack | None = None
@@ -144,6 +163,20 @@ class WebRTCSource:
     def description(self) -> str:
         return self._description
 
+    @property
+    def configuration(self) -> RTCConfiguration:
+        """The peer connection's configuration (its ICE servers hold TURN credentials:
+        never show it)."""
+        return self._configuration
+
+    @property
+    def ice_urls(self) -> list[str]:
+        """The STUN and TURN URLs the peer connection uses (no credentials)."""
+        urls: list[str] = []
+        for server in self._configuration.iceServers or ():
+            urls += [server.urls] if isinstance(server.urls, str) else server.urls
+        return urls
+
     async def start(self) -> None:
         """Nothing to do: a WebRTC source starts receiving in :meth:`accept`."""
 
@@ -159,7 +192,7 @@ class WebRTCSource:
             raise RuntimeError(f"{self._description}: accept() may be called once, before stop()")
         try:
             validate_offer(offer_sdp)
-            pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+            pc = RTCPeerConnection(self._configuration)
             self._pc = pc
             pc.on("track", self._on_track)
             pc.on("connectionstatechange", self._on_connection_state_change)

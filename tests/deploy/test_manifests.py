@@ -460,6 +460,28 @@ def test_compose_webhook_secret_when_uncommented(tmp_path: Path, compose_token: 
     assert source.name in (DEPLOY / ".gitignore").read_text().split()
 
 
+def test_compose_passes_the_ice_servers_from_its_env_file(
+    compose_config: Any, compose_token: str, tmp_path: Path
+) -> None:
+    """webrtc.ice_servers come from deploy/.env (none by default); the example line of
+    .env.example, uncommented, gives the service a STUN and a TURN server."""
+    environ = compose_config["services"]["fakewatch"]["environment"]
+    assert load_config(None, environ).webrtc.ice_servers == ()
+    (example,) = re.findall(
+        r"^# (FAKEWATCH_ICE_SERVERS=.*)$", (DEPLOY / ".env.example").read_text(), re.MULTILINE
+    )
+    env_file = tmp_path / "env"
+    env_file.write_text(
+        f"FAKEWATCH_TOKEN={compose_token}\nGRAFANA_ADMIN_PASSWORD=test-only\n{example}\n"
+    )
+    result = _compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    environ = json.loads(result.stdout)["services"]["fakewatch"]["environment"]
+    stun, turn = load_config(None, environ).webrtc.ice_servers
+    assert stun.urls[0].startswith("stun:") and turn.urls[0].startswith("turn:")
+    assert turn.credential is not None
+
+
 def test_compose_monitoring_is_wired(compose_config: Any) -> None:
     services = compose_config["services"]
     prometheus, grafana = services["prometheus"], services["grafana"]
@@ -720,6 +742,21 @@ def test_secret_references_exist() -> None:
             assert volume["secret"]["secretName"] == secret["metadata"]["name"]
             for item in volume["secret"].get("items", []):
                 assert item["key"] in _secret_values()
+
+
+def test_ice_servers_come_from_the_secret() -> None:
+    """The Secret's webrtc-ice-servers (none as shipped; the commented example filled
+    in) reach FAKEWATCH_WEBRTC__ICE_SERVERS and load as webrtc.ice_servers."""
+    (variable,) = [v for v in _container()["env"] if v["name"] == "FAKEWATCH_WEBRTC__ICE_SERVERS"]
+    key = variable["valueFrom"]["secretKeyRef"]["key"]
+    shipped = _configmap_config({variable["name"]: _secret_values()[key]})
+    assert shipped.webrtc.ice_servers == ()
+    secret_text = (KUBERNETES / "base" / "secret.yaml").read_text()
+    example = re.search(r"^  #   (\[\{urls: .*?\}\])$", secret_text, re.MULTILINE | re.DOTALL)
+    assert example is not None, "the Secret's ice server example moved"
+    filled = " ".join(line.strip().lstrip("#") for line in example[1].splitlines())
+    config = _configmap_config({variable["name"]: filled})
+    assert [s.urls[0].split(":")[0] for s in config.webrtc.ice_servers] == ["stun", "turn"]
 
 
 def _container_environ(token: str) -> dict[str, str]:

@@ -8,7 +8,10 @@ Everything is then searched for the secrets: every log line at debug level (text
 JSON), whatever reached the process's stdout and stderr (FFmpeg's own messages too), every
 API answer, the metrics, the evidence files and the outbox on disk, the webhook requests,
 and the output of ``fakewatch serve --print-config`` and ``fakewatch scan`` (the roboflow
-pattern: whatever path leads there).
+pattern: whatever path leads there). A TURN server's password (``webrtc.ice_servers``,
+a real coturn the service relays through) is searched for too, after a WHIP publisher
+has been answered with its relay: the publisher page's ICE servers, the WebRTC stream's
+state and the printed configuration must not show it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from fakewatch.stream.rtsp_camera import RtspCamera
 from tests.support.media import face_clip, write_video
 from tests.support.peers import free_port
 from tests.support.rtsp import require_rtsp_server
-from tests.support.service import serving
+from tests.support.service import TOKEN, serving
+from tests.support.turn import turn_server
 from tests.support.webhooks import endpoint, hooks, receiving
+from tests.support.webrtc import publish_whip
 
 CONFIGURED_LOGGERS = (LOGGER_NAME, "aiohttp.access", "aiortc", "aioice")
 
@@ -59,7 +64,9 @@ USER = "camuser-k3"
 PASSWORD = "pw-Zq8sK1x9"
 WRONG_PASSWORD = "pw-Wr0ngX7"
 QUERY_TOKEN = "tok-7Hc2mRv4"
-SECRETS = (USER, PASSWORD, WRONG_PASSWORD, QUERY_TOKEN)
+TURN_USER = "turn-user-p2"
+TURN_PASSWORD = "turnpw-Gd5xL0q8"
+SECRETS = (USER, PASSWORD, WRONG_PASSWORD, QUERY_TOKEN, TURN_PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +106,17 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
     require_rtsp_server()
     places = Places()
     json_logs, text_logs = io.StringIO(), io.StringIO()
-    with RtspCamera(face_video, user=USER, password=PASSWORD) as server:
+    turn_folder = tmp_path / "turn"
+    turn_folder.mkdir()
+    with (
+        RtspCamera(face_video, user=USER, password=PASSWORD) as server,
+        turn_server(turn_folder, TURN_USER, TURN_PASSWORD) as turn,
+    ):
         server.start()
+        ice_servers = [
+            {"urls": turn.stun_url},
+            {"urls": turn.turn_url, "username": TURN_USER, "credential": TURN_PASSWORD},
+        ]
         url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{server.port}/live?token={QUERY_TOKEN}"
         wrong = url.replace(PASSWORD, WRONG_PASSWORD)
         closed = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/live?token={QUERY_TOKEN}"
@@ -110,7 +126,7 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
             configure_logging("debug", json_lines=True, stream=json_logs)
             for name in CONFIGURED_LOGGERS:
                 logging.getLogger(name).addHandler(text_handler)
-            asyncio.run(_watch(server, url, wrong, closed, tmp_path, places))
+            asyncio.run(_watch(server, url, wrong, closed, tmp_path, places, ice_servers))
         places.add("logs, text, debug", text_logs.getvalue())
         places.add("logs, JSON, debug", json_logs.getvalue())
         assert '"event": "source.error"' in json_logs.getvalue()  # the error paths ran
@@ -118,9 +134,10 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
         out, err = capfd.readouterr()
         places.add("stdout and stderr of the process (FFmpeg's too)", out + err)
 
+        config_file = _config_file(tmp_path, url, ice_servers)
         for argv in (
             ["serve", "--print-config", "--stream", f"door={url}"],
-            ["serve", "--print-config", "--config", str(_config_file(tmp_path, url))],
+            ["serve", "--print-config", "--config", str(config_file)],
         ):
             assert main(argv) == 0
             out, err = capfd.readouterr()
@@ -139,18 +156,26 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
         print(
             f"\nsecrets: {len(places.texts)} places checked "
             f"({sum(len(t) for t in places.texts.values())} characters), 0 leaks of the user "
-            f"name, password, wrong password or ?token= value; places by kind: {dict(kinds)}"
+            f"name, password, wrong password, ?token= value or TURN password; places by "
+            f"kind: {dict(kinds)}"
         )
 
 
-def _config_file(folder: Path, url: str) -> Path:
+def _config_file(folder: Path, url: str, ice_servers: list[dict[str, str]]) -> Path:
     path = folder / "fakewatch.yaml"
-    path.write_text(yaml.safe_dump({"streams": [{"name": "door", "url": url}]}))
+    config = {"streams": [{"name": "door", "url": url}], "webrtc": {"ice_servers": ice_servers}}
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
 async def _watch(
-    server: RtspCamera, url: str, wrong: str, closed: str, state: Path, places: Places
+    server: RtspCamera,
+    url: str,
+    wrong: str,
+    closed: str,
+    state: Path,
+    places: Places,
+    ice_servers: list[dict[str, str]],
 ) -> None:
     async with receiving() as receiver:
         settings = {
@@ -160,8 +185,13 @@ async def _watch(
             "vote.min_frames": 2,
             "sources.reconnect_initial_s": 0.2,
             "sources.reconnect_max_s": 1.0,
+            "webrtc.ice_servers": ice_servers,
         }
         async with serving(state, **settings) as service:
+            caller = await publish_whip(
+                f"{service.base}/api/whip?name=caller", clip=server.clip, token=TOKEN
+            )
+            assert " typ relay" in caller.answer_sdp  # the service used the TURN password
             door = await service.add(url, "door")
             bad = await service.add(wrong, "wrong")
             gone = await service.add(closed, "closed")
@@ -181,7 +211,8 @@ async def _watch(
             await receiver.wait(lambda r: len(r.delivered()) >= 3, timeout=20)
 
             paths = ["/api/streams", "/api/events", "/api/events?stream=door", "/metrics",
-                     "/healthz", "/readyz"]  # fmt: skip
+                     "/healthz", "/readyz", "/api/webrtc/ice-servers",
+                     "/api/streams/caller"]  # fmt: skip
             for stream_id in (door, bad, gone):
                 paths += [f"/api/streams/{stream_id}"]
             paths += ["/api/streams/door", "/api/streams/wrong"]
@@ -205,6 +236,10 @@ async def _watch(
             places.add("sources' last errors", " ".join(
                 str(getattr(s.source, "last_error", "")) for s in states.values()
             ))  # fmt: skip
+            webrtc = service.pipeline.find("caller")
+            assert webrtc is not None
+            places.add("WebRTC stream snapshot", json.dumps(stream_view(webrtc)))
+            await caller.close()
         for request in receiver.requests:
             places.add(
                 f"webhook {request.id} attempt at {request.time}",

@@ -20,9 +20,15 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from fakewatch.stream.config import ConfigError, describe_config, load_config
 from fakewatch.stream.sources.frames import DropReason, LatestFrame, SourceFrame
 from fakewatch.stream.sources.source import SourceStatus
-from fakewatch.stream.sources.webrtc import MAX_OFFER_BYTES, WebRTCOfferError, WebRTCSource
+from fakewatch.stream.sources.webrtc import (
+    MAX_OFFER_BYTES,
+    WebRTCOfferError,
+    WebRTCSource,
+    rtc_ice_servers,
+)
 from tests.support.media import face_clip
 from tests.support.webrtc import close_publisher, create_publisher, publish_whip
 
@@ -348,3 +354,55 @@ def test_publish_whip_speaks_rfc_9725(clip: list[np.ndarray]) -> None:
         ("POST", "/whip", "application/sdp", "Bearer s3cret"),
         ("DELETE", "/whip/sessions/abc", None, "Bearer s3cret"),
     ]
+
+
+def ice_config(servers: Any) -> Any:
+    return load_config(environ={}, overrides={"webrtc.ice_servers": servers}).webrtc
+
+
+def test_ice_servers_are_checked_and_reach_aiortc_with_their_credentials() -> None:
+    webrtc = ice_config(
+        [
+            {"urls": "stun:stun.example.org"},
+            {"urls": ["turns:turn.example.org:443"], "username": "u", "credential": "pw-1"},
+        ]
+    )
+    assert webrtc.stun_urls() == ["stun:stun.example.org"]
+    servers = rtc_ice_servers(webrtc.ice_servers)
+    assert [(s.urls, s.username, s.credential) for s in servers] == [
+        (["stun:stun.example.org"], None, None),
+        (["turns:turn.example.org:443"], "u", "pw-1"),
+    ]
+    assert "pw-1" not in repr(webrtc) and "pw-1" not in describe_config(
+        load_config(environ={}, overrides={"webrtc.ice_servers": webrtc.ice_servers})
+    )
+    source = WebRTCSource(
+        frames=LatestFrame(), description="t", max_width=64, max_height=64, ice_servers=servers
+    )
+    assert source.ice_urls == ["stun:stun.example.org", "turns:turn.example.org:443"]
+
+
+@pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ([{"urls": "http://stun.example.org"}], "begins with stun:, turn: or turns:"),
+        ([{"urls": "stun:host:port"}], "is not a STUN or TURN URL"),
+        ([{"urls": "turn:turn.example.org"}], "set its username and credential"),
+        ([{"urls": "turn:t.example.org", "username": "u"}], "set its username and credential"),
+        (
+            [{"urls": "turn:t.example.org?transport=tls", "username": "u", "credential": "p"}],
+            "transport is udp or tcp",
+        ),
+        (
+            [{"urls": "turns:t.example.org?transport=udp", "username": "u", "credential": "p"}],
+            "runs over TCP",
+        ),
+        ([{"urls": ["stun:a.example.org", "stun:b.example.org"]}], "at most one of each"),
+        ([{"urls": []}], "webrtc.ice_servers.0.urls"),
+        ([{"url": "stun:a.example.org"}], "webrtc.ice_servers.0.url"),
+    ],
+)
+def test_bad_ice_servers_are_refused_naming_the_key(servers: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
+        ice_config(servers)
+    assert "webrtc" in str(refused.value)

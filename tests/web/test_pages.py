@@ -3,12 +3,18 @@
 The streams page shows a looping clip of a real face being analysed (the sparkline
 grows, the score moves, the alert and its evidence appear, a stream is added and
 removed through the form); the publisher page sends Chromium's fake camera, playing
-the same face, to the service over WHIP.
+the same face, to the service over WHIP, and shares a tab playing a video call's
+gallery of real faces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.server
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ import pytest
 
 from fakewatch.stream.http.views import stream_view
 from tests.support.browser import OpenBrowser, browser_log, require_chromium
+from tests.support.demo import demo_pair
 from tests.support.media import face_clip, write_video
 from tests.support.service import TOKEN, ServiceThread
 
@@ -240,3 +247,95 @@ def test_publisher_page_sends_the_camera_over_whip(
     one(driver, "publish-stop").click()
     wait_for(lambda: status.text == "stopped", 10, "the session to end", driver)
     assert "browser-cam" not in live.streams()  # the page DELETEd its WHIP Location
+
+
+CALL_TITLE = "fakewatch test call"
+CALL_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ margin: 0; background: #111; display: grid;
+  grid-template-columns: 1fr 1fr; gap: 8px; }} video {{ width: 100%; }}</style></head>
+<body>{videos}</body></html>"""
+
+
+@contextlib.contextmanager
+def call_page(clip: Path, participants: int) -> Iterator[str]:
+    """A page that looks like a video call's gallery: ``clip`` playing in ``participants``
+    tiles, served from a local HTTP server; yields its URL."""
+    folder = Path(tempfile.mkdtemp())
+    shutil.copy(clip, folder / "participant.mp4")
+    videos = "".join(
+        f'<video src="participant.mp4#t={2 * i}" autoplay muted loop playsinline></video>'
+        for i in range(participants)
+    )
+    (folder / "call.html").write_text(CALL_PAGE.format(title=CALL_TITLE, videos=videos))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/call.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_publisher_page_shares_a_call_tab_and_its_faces_are_analysed(
+    live: Live, browser: OpenBrowser, artifacts: Path
+) -> None:
+    """The page shares another tab (getDisplayMedia) over WHIP: a call's gallery of four
+    participants, each the demo clip's real face. Chromium picks the tab by its title;
+    --use-fake-ui-for-media-stream must not be given, as its fake picker shares the
+    whole screen instead, which headless Chromium has none of (NotReadableError)."""
+    real, _ = demo_pair("the screen-share page test")
+    driver = browser(
+        f"--auto-select-tab-capture-source-by-title={CALL_TITLE}",
+        "--autoplay-policy=no-user-gesture-required",
+    )
+    with call_page(real, participants=4) as call:
+        driver.get(f"{live.base}/publish")
+        publisher = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(call)
+        playing = "return [...document.querySelectorAll('video')].every(v => v.readyState >= 2)"
+        wait_for(lambda: driver.execute_script(playing), 20, "the call's videos", driver)
+        driver.save_screenshot(str(artifacts / "web-call.png"))
+        driver.switch_to.window(publisher)
+
+        enter_token(driver, TOKEN)
+        one(driver, "publish-source-screen").click()
+        name = one(driver, "publish-name")
+        name.clear()
+        name.send_keys("call-tab")
+        one(driver, "publish-start").click()
+        status = one(driver, "publish-status")
+        wait_for(lambda: status.text == "publishing", 20, "the connection", driver)
+        shared = "return arguments[0].srcObject.getVideoTracks()[0].getSettings()"
+        settings = driver.execute_script(shared, one(driver, "preview"))
+        assert settings["displaySurface"] == "browser", settings  # a tab, not the camera
+
+        def faces_found() -> dict[str, Any] | None:
+            state = live.streams().get("call-tab")
+            tracks = state["votes"]["tracks"] if state else {}
+            return state if state and len(tracks) >= 2 and state["faces_analysed"] >= 8 else None
+
+        state = wait_for(faces_found, 40, "several faces analysed in the shared tab", driver)
+        assert state["kind"] == "webrtc" and state["status"] == "up"
+        assert state["faces_analysed"] > state["frames_analysed"]  # several faces a frame
+        driver.save_screenshot(str(artifacts / "web-publish-tab.png"))
+        assert "Content Security Policy" not in browser_log(driver)
+
+        # the call's tab closes: the capture ends, and so does the session
+        call_tab = next(h for h in driver.window_handles if h != publisher)
+        driver.switch_to.window(call_tab)
+        driver.close()
+        driver.switch_to.window(publisher)
+        wait_for(lambda: status.text == "sharing ended", 10, "the session to end", driver)
+        wait_for(lambda: "call-tab" not in live.streams(), 10, "the stream to go", driver)

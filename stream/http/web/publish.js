@@ -1,6 +1,8 @@
-// The publisher: the camera (getUserMedia) sent to the service over WHIP (RFC 9725).
-// POST the offer as application/sdp to /api/whip?name=..., apply the answer, and
-// DELETE the Location it returns when publishing stops.
+// The publisher: the camera (getUserMedia) or a shared tab or window (getDisplayMedia:
+// a video call, to check the other party's face) sent to the service over WHIP (RFC
+// 9725). POST the offer as application/sdp to /api/whip?name=..., apply the answer, and
+// DELETE the Location it returns when publishing stops. The peer connection uses the
+// STUN servers /api/webrtc/ice-servers names (never a TURN server: the service relays).
 import { api, localPath, tokenForm } from "./common.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 5000;
@@ -28,11 +30,35 @@ function iceGatheringComplete(pc) {
   });
 }
 
+const SOURCES = {
+  camera: {
+    what: "the camera",
+    method: "getUserMedia",
+    constraints: { video: true, audio: false },
+  },
+  screen: {
+    what: "a tab or window to share",
+    method: "getDisplayMedia",
+    // a call's faces are small: ask for the full picture, not the default 800 pixels
+    constraints: {
+      video: { width: { ideal: 1920 }, height: { ideal: 1080 }, frameRate: { ideal: 15 } },
+      audio: false,
+    },
+  },
+};
+
+async function iceServers() {
+  const response = await api("/api/webrtc/ice-servers");
+  return (await response.json()).ice_servers;
+}
+
 async function start(event) {
   event.preventDefault();
   if (session) return;
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    setStatus("this browser gives no camera here: open the page over https or on localhost", true);
+  const source = SOURCES[new FormData($("publish-form")).get("source")] || SOURCES.camera;
+  if (!navigator.mediaDevices || !navigator.mediaDevices[source.method]) {
+    setStatus(`this browser gives no ${source === SOURCES.camera ? "camera" : "screen sharing"} ` +
+      "here: open the page over https or on localhost", true);
     return;
   }
   const name = $("stream-name").value.trim();
@@ -40,11 +66,16 @@ async function start(event) {
   let stream = null;
   let pc = null;
   try {
-    setStatus("asking for the camera…");
-    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    const servers = await iceServers();  // fails early on a missing token
+    setStatus(`asking for ${source.what}…`);
+    stream = await navigator.mediaDevices[source.method](source.constraints);
     $("preview").srcObject = stream;
-    pc = new RTCPeerConnection();
+    pc = new RTCPeerConnection({ iceServers: servers });
     for (const track of stream.getVideoTracks()) {
+      // sharing stopped from the browser's own bar ends the session as Stop does
+      track.addEventListener("ended", () => {
+        if (session && session.stream === stream) stop("sharing ended");
+      });
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
     pc.addEventListener("connectionstatechange", () => {
