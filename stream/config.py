@@ -125,6 +125,11 @@ class AnalysisConfig(Section):
     track_max_missed: int = Field(
         2, ge=0, le=100, description="detections a track may miss before it ends"
     )
+    track_motion: Literal["flow", "none"] = Field(
+        "flow",
+        description="how face boxes move between detections: flow follows the face by "
+        "optical flow (Lucas-Kanade, a few ms per face), none keeps the last detected box",
+    )
     detector_workers: int = Field(
         2,
         ge=1,
