@@ -121,7 +121,6 @@ class Row:
     followed: list[float]
     frozen: list[float]
     failures: int
-    extra_detections: int
     follow_s: list[float]
     detect_s: list[float]
 
@@ -138,7 +137,7 @@ def measure(
     name: str, frames: list[np.ndarray], detector: FaceDetector, analysis: AnalysisConfig
 ) -> Row:
     """Replays the service's schedule on ``frames`` with followed and frozen boxes."""
-    row = Row(name, len(frames), 0, [], [], 0, 0, [], [])
+    row = Row(name, len(frames), 0, [], [], 0, [], [])
     reference: list[Face | None] = []
     for image in frames:  # detection is deterministic: the schedules reuse these
         started = time.thread_time()
@@ -149,8 +148,6 @@ def measure(
         scheduled = i % analysis.detect_every == 0
         for tracker, follow in ((followed, True), (frozen, False)):
             if scheduled or not tracker.tracks or tracker.wants_detection:
-                if follow and not scheduled and tracker.tracks:
-                    row.extra_detections += 1
                 face = reference[i]
                 tracker.update([face] if face else [], image if follow else None)
             elif follow:

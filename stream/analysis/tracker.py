@@ -38,12 +38,17 @@ MIN_POINTS = 8
 """Fewer points surviving the checks than this fail the flow."""
 FB_MAX = 1.5
 """Largest forward-backward error (patch pixels) a point may have."""
-SCALE_RANGE = (0.75, 1.33)
+AGREE_PX = 2.0
+"""A point agrees with the motion when its shift is this close (patch pixels) to the
+median shift..."""
+AGREE_SHARE = 0.5
+"""...and this share of the points must agree."""
+SCALE_RANGE = (0.8, 1.25)
 """Scale changes between two analysed frames outside this range fail the flow."""
 
 _LK = {
-    "winSize": (21, 21),
-    "maxLevel": 3,
+    "winSize": (15, 15),
+    "maxLevel": 2,
     "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
 }
 
@@ -126,7 +131,12 @@ def follow_box(patch: FlowPatch, image: np.ndarray) -> Box | None:
     if good.sum() < MIN_POINTS:
         return None
     p0, p1 = start.reshape(-1, 2)[good], moved.reshape(-1, 2)[good]
-    dx, dy = np.median(p1 - p0, axis=0)
+    shift = np.median(p1 - p0, axis=0)
+    # most points must agree on the motion (not so when a hand or the mouth moves)
+    agree = np.linalg.norm(p1 - p0 - shift, axis=1) <= AGREE_PX
+    if agree.sum() < max(MIN_POINTS, AGREE_SHARE * len(p0)):
+        return None
+    dx, dy = shift
     i, j = np.triu_indices(len(p0), k=1)
     before = np.linalg.norm(p0[i] - p0[j], axis=1)
     after = np.linalg.norm(p1[i] - p1[j], axis=1)
