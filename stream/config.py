@@ -86,6 +86,29 @@ class LimitsConfig(Section):
     )
 
 
+class ProbeConfig(Section):
+    analyzeduration_s: float = Field(
+        0.1,
+        ge=0,
+        le=60,
+        description="longest stretch of a stream FFmpeg reads to learn its codecs before "
+        "handing over the first frame (its analyzeduration)",
+    )
+    probesize: int = Field(
+        32768,
+        ge=32,
+        le=100_000_000,
+        description="most bytes FFmpeg reads for that (its probesize)",
+    )
+    schemes: tuple[str, ...] = Field(
+        ("rtsp", "rtsps"),
+        description="URL schemes these limits apply to: RTSP declares its streams and "
+        "codecs in its SDP, so probing only delays the first frame; the others (RTMP, "
+        "SRT, UDP, HLS, files), whose streams may show up only in their packets, keep "
+        "FFmpeg's own probe (5 s, 5 MB)",
+    )
+
+
 class SourceConfig(Section):
     protocols: tuple[str, ...] = Field(
         DEFAULT_PROTOCOLS, description="URL schemes a stream may use"
@@ -111,6 +134,15 @@ class SourceConfig(Section):
         le=100,
         description="skip non-reference frames when the stream's rate is this many times "
         "the analysis rate",
+    )
+    probe: ProbeConfig = Field(
+        default_factory=ProbeConfig, description="FFmpeg's probing before the first frame"
+    )
+    hwaccel: Literal["none", "auto", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va"] = Field(
+        "none",
+        description="decode on this hardware device (auto: the first one FFmpeg has and "
+        "can open); a device that is missing or cannot decode the stream is logged once "
+        "and the stream is decoded in software",
     )
 
 
