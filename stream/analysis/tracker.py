@@ -46,11 +46,10 @@ AGREE_SHARE = 0.5
 SCALE_RANGE = (0.8, 1.25)
 """Scale changes between two analysed frames outside this range fail the flow."""
 
-_LK = {
-    "winSize": (15, 15),
-    "maxLevel": 2,
-    "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
-}
+LK_WINDOW = (15, 15)
+LK_LEVELS = 2
+LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+"""Lucas-Kanade's window (patch pixels), pyramid levels above the patch, and stop rule."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,23 @@ def cut_patch(
     return FlowPatch(grey, region, box)
 
 
+def lucas_kanade(
+    before: np.ndarray, after: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``points`` of the grey image ``before`` are in ``after``, and whether each
+    was found."""
+    moved, found, _ = cv2.calcOpticalFlowPyrLK(
+        before,
+        after,
+        points,
+        np.empty_like(points),
+        winSize=LK_WINDOW,
+        maxLevel=LK_LEVELS,
+        criteria=LK_CRITERIA,
+    )
+    return np.asarray(moved), np.asarray(found)
+
+
 def follow_box(patch: FlowPatch, image: np.ndarray) -> Box | None:
     """Where ``patch``'s box moved to in the RGB ``image``; None when the flow fails."""
     current = cut_patch(image, patch.box, patch.region)
@@ -122,8 +138,8 @@ def follow_box(patch: FlowPatch, image: np.ndarray) -> Box | None:
     )
     if start is None or len(start) < MIN_POINTS:
         return None
-    moved, found, _ = cv2.calcOpticalFlowPyrLK(patch.grey, current.grey, start, None, **_LK)
-    back, found_back, _ = cv2.calcOpticalFlowPyrLK(current.grey, patch.grey, moved, None, **_LK)
+    moved, found = lucas_kanade(patch.grey, current.grey, start)
+    back, found_back = lucas_kanade(current.grey, patch.grey, moved)
     errors = np.linalg.norm((start - back).reshape(-1, 2), axis=1)
     good = (found.ravel() == 1) & (found_back.ravel() == 1) & (errors < FB_MAX)
     if good.sum() >= 2 * MIN_POINTS:  # the better half, as in median flow
