@@ -11,10 +11,11 @@ previous analysed frame to this one, each point is checked by following it back 
 forward-backward error), and the box moves by the points' median shift and scales by
 the median ratio of their pairwise distances. The work is done on a small grey patch
 around the box (the box scaled to about :data:`PATCH_FACE` pixels wide), so it costs a
-fraction of a detection. When the flow fails (too few points survive the check, or an
-implausible scale or position), the track keeps its last box and stays put until the
-next detection, and :attr:`FaceTracker.wants_detection` asks for one on the next
-frame. Without flow (``none``) the boxes stay where the last detection put them.
+fraction of a detection. When the flow fails (too few points survive the check, too
+few agree with the median shift, or an implausible scale or position), the track keeps
+its last box and stays put until the next detection, and
+:attr:`FaceTracker.wants_detection` asks for one on the next frame. Without flow
+(``none``) the boxes stay where the last detection put them.
 """
 
 from __future__ import annotations
