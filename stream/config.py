@@ -509,23 +509,34 @@ def describe_config(config: ServiceConfig | None = None) -> str:
             lines.append(f"{section_name}: {_yaml(value)}  # {section_field.description or ''}")
             continue
         lines.append(f"{section_name}:")
-        for name, field in type(value).model_fields.items():
-            key = field.alias or name
-            bounds = [
-                f"{op} {getattr(m, attr)}"
-                for m in field.metadata
-                for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-                if getattr(m, attr, None) is not None
-            ]
-            note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
-            comment = f"  # {note}" if note else ""
-            shown = getattr(value, name)
-            if name == "token" and shown is not None:
-                shown = MASK
-            if name.endswith("_url") and isinstance(shown, str):
-                shown = redact_url(shown)
-            lines.append(f"  {key}: {_yaml(shown)}{comment}")
+        lines += _describe_section(value, "  ")
     return "\n".join(lines) + "\n"
+
+
+def _describe_section(value: BaseModel, indent: str) -> list[str]:
+    """The lines of :func:`describe_config` for one section (or a section within one)."""
+    lines = []
+    for name, field in type(value).model_fields.items():
+        key = field.alias or name
+        bounds = [
+            f"{op} {getattr(m, attr)}"
+            for m in field.metadata
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(m, attr, None) is not None
+        ]
+        note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
+        comment = f"  # {note}" if note else ""
+        shown = getattr(value, name)
+        if isinstance(shown, BaseModel):
+            lines.append(f"{indent}{key}:{comment}")
+            lines += _describe_section(shown, indent + "  ")
+            continue
+        if name == "token" and shown is not None:
+            shown = MASK
+        if name.endswith("_url") and isinstance(shown, str):
+            shown = redact_url(shown)
+        lines.append(f"{indent}{key}: {_yaml(shown)}{comment}")
+    return lines
 
 
 def _redacted(entry: dict[str, Any]) -> dict[str, Any]:

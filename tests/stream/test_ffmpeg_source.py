@@ -17,7 +17,14 @@ import pytest
 from av.codec.hwaccel import HWAccel
 
 from fakewatch.stream.backoff import backoff_delay
-from fakewatch.stream.config import ConfigError, ProbeConfig, SourceConfig, load_config
+from fakewatch.stream.config import (
+    ConfigError,
+    ProbeConfig,
+    ServiceConfig,
+    SourceConfig,
+    describe_config,
+    load_config,
+)
 from fakewatch.stream.logs import LOGGER_NAME
 from fakewatch.stream.sources import ffmpeg
 from fakewatch.stream.sources.ffmpeg import (
@@ -294,3 +301,11 @@ def test_a_usable_hardware_decoder_reaches_the_decoder_open(
 
     asyncio.run(run())
     assert isinstance(spy.calls[0]["hwaccel"], HWAccel)
+
+
+def test_the_probe_settings_are_described_and_read_back(tmp_path: Path) -> None:
+    described = describe_config(ServiceConfig())
+    assert "\n  probe:  # " in described and "\n    probesize: 32768  # " in described
+    path = tmp_path / "fakewatch.yaml"
+    path.write_text(described.replace("probesize: 32768", "probesize: 65536"))
+    assert load_config(path, environ={}).sources.probe.probesize == 65536
