@@ -86,6 +86,29 @@ class LimitsConfig(Section):
     )
 
 
+class ProbeConfig(Section):
+    analyzeduration_s: float = Field(
+        0.1,
+        ge=0,
+        le=60,
+        description="longest stretch of a stream FFmpeg reads to learn its codecs before "
+        "handing over the first frame (its analyzeduration)",
+    )
+    probesize: int = Field(
+        32768,
+        ge=32,
+        le=100_000_000,
+        description="most bytes FFmpeg reads for that (its probesize)",
+    )
+    schemes: tuple[str, ...] = Field(
+        ("rtsp", "rtsps"),
+        description="URL schemes these limits apply to: RTSP declares its streams and "
+        "codecs in its SDP, so probing only delays the first frame; the others (RTMP, "
+        "SRT, UDP, HLS, files), whose streams may show up only in their packets, keep "
+        "FFmpeg's own probe (5 s, 5 MB)",
+    )
+
+
 class SourceConfig(Section):
     protocols: tuple[str, ...] = Field(
         DEFAULT_PROTOCOLS, description="URL schemes a stream may use"
@@ -112,6 +135,15 @@ class SourceConfig(Section):
         description="skip non-reference frames when the stream's rate is this many times "
         "the analysis rate",
     )
+    probe: ProbeConfig = Field(
+        default_factory=ProbeConfig, description="FFmpeg's probing before the first frame"
+    )
+    hwaccel: Literal["none", "auto", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va"] = Field(
+        "none",
+        description="decode on this hardware device (auto: the first one FFmpeg has and "
+        "can open); a device that is missing or cannot decode the stream is logged once "
+        "and the stream is decoded in software",
+    )
 
 
 class AnalysisConfig(Section):
@@ -124,6 +156,11 @@ class AnalysisConfig(Section):
     track_iou: float = Field(0.3, gt=0, lt=1, description="IoU that continues a face track")
     track_max_missed: int = Field(
         2, ge=0, le=100, description="detections a track may miss before it ends"
+    )
+    track_motion: Literal["flow", "none"] = Field(
+        "flow",
+        description="how face boxes move between detections: flow follows the face by "
+        "optical flow (Lucas-Kanade, a few ms per face), none keeps the last detected box",
     )
     detector_workers: int = Field(
         2,
@@ -554,23 +591,34 @@ def describe_config(config: ServiceConfig | None = None) -> str:
             lines.append(f"{section_name}: {_yaml(value)}  # {section_field.description or ''}")
             continue
         lines.append(f"{section_name}:")
-        for name, field in type(value).model_fields.items():
-            key = field.alias or name
-            bounds = [
-                f"{op} {getattr(m, attr)}"
-                for m in field.metadata
-                for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-                if getattr(m, attr, None) is not None
-            ]
-            note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
-            comment = f"  # {note}" if note else ""
-            shown = getattr(value, name)
-            if name == "token" and shown is not None:
-                shown = MASK
-            if name.endswith("_url") and isinstance(shown, str):
-                shown = redact_url(shown)
-            lines.append(f"  {key}: {_yaml(shown)}{comment}")
+        lines += _describe_section(value, "  ")
     return "\n".join(lines) + "\n"
+
+
+def _describe_section(value: BaseModel, indent: str) -> list[str]:
+    """The lines of :func:`describe_config` for one section (or a section within one)."""
+    lines = []
+    for name, field in type(value).model_fields.items():
+        key = field.alias or name
+        bounds = [
+            f"{op} {getattr(m, attr)}"
+            for m in field.metadata
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(m, attr, None) is not None
+        ]
+        note = "; ".join(filter(None, [field.description, ", ".join(bounds)]))
+        comment = f"  # {note}" if note else ""
+        shown = getattr(value, name)
+        if isinstance(shown, BaseModel):
+            lines.append(f"{indent}{key}:{comment}")
+            lines += _describe_section(shown, indent + "  ")
+            continue
+        if name == "token" and shown is not None:
+            shown = MASK
+        if name.endswith("_url") and isinstance(shown, str):
+            shown = redact_url(shown)
+        lines.append(f"{indent}{key}: {_yaml(shown)}{comment}")
+    return lines
 
 
 def _redacted(entry: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,11 @@ class FrameAnalyser:
         self.observers: list[FrameObserver] = []
 
     async def analyse(self, state: StreamState, frame: SourceFrame) -> None:
-        detect = state.analysed % self.detect_every == 0 or not state.tracker.tracks
+        detect = (
+            state.analysed % self.detect_every == 0
+            or not state.tracker.tracks
+            or state.tracker.wants_detection
+        )
         started, decode_s = time.perf_counter(), frame.decode_s
         found = await self.faces.find(state, frame, detect)
         if found is None:  # detection hung or failed

@@ -1,8 +1,10 @@
 """The face stage: a frame's faces found, followed and cropped, on the face threads.
 
 Detection runs on every ``analysis.detect_every``-th analysed frame of a stream (and
-whenever it has no face track); the frames between reuse the tracked boxes. Each face
-is cropped with the engines' crop rule. The RGB conversion, detection and crops run on
+whenever it has no face track, or a track's flow failed); on the frames between, the
+tracked boxes follow the faces by optical flow (``analysis.track_motion``, see
+:mod:`~fakewatch.stream.analysis.tracker`). Each face is cropped with the engines' crop
+rule. The RGB conversion, detection, flow and crops run on
 the detector's own threads under a
 :class:`~fakewatch.stream.analysis.supervision.Supervisor`: a call is bounded by
 ``analysis.detect_timeout_s``, and a hung detector, or ``analysis.restart_after_errors``
@@ -54,6 +56,8 @@ class FaceStage:
         without it the same one is reused on fresh threads."""
         self.limits = limits
         self.crop_size, self.crop_margin = crop_size, crop_margin
+        self.follow = analysis.track_motion == "flow"
+        """Whether boxes follow the faces between detections (optical flow)."""
         self.detection: Supervisor[FaceDetector] = Supervisor(
             detector,
             name="detector",
@@ -106,7 +110,7 @@ class FaceStage:
         detect: bool,
         generation: int,
     ) -> list[tuple[Track, FaceCrop]]:
-        """Convert the frame to RGB, detect (or reuse tracked boxes) and crop; runs on a
+        """Convert the frame to RGB, detect (or follow the tracked boxes) and crop; runs on a
         face thread. A call that outlived a detector restart (``generation`` is old)
         leaves the tracker be."""
         limits = self.limits
@@ -118,7 +122,9 @@ class FaceStage:
             faces = [
                 face for face in detected if min(face.box.width, face.box.height) >= limits.min_face
             ][: limits.max_faces]
-            tracks = state.tracker.update(faces)
+            tracks = state.tracker.update(faces, image if self.follow else None)
+        elif self.follow:
+            tracks = state.tracker.follow(image)[: limits.max_faces]
         else:
             tracks = state.tracker.tracks[: limits.max_faces]
         return [

@@ -11,10 +11,18 @@ socket read, and a watchdog ends a connection that delivers packets but no frame
 URLs are checked before FFmpeg sees them: the scheme must be in the allowlist, and the
 same list goes to FFmpeg as ``protocol_whitelist`` so that a playlist or a redirect
 cannot reach ``file:``, ``concat:`` or ``subfile:`` behind it.
+
+Before the first frame FFmpeg probes the stream; for the schemes in
+``sources.probe.schemes`` (RTSP, whose SDP already declares the codecs) the probe is
+capped by ``sources.probe`` (:func:`open_options`). With ``sources.hwaccel`` the decoder
+runs on that device through PyAV's :class:`~av.codec.hwaccel.HWAccel`; a device that is
+missing, or that cannot decode the stream's codec, is logged once and the stream is
+decoded in software (:func:`hwaccel_error`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -25,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import av
+from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.config import SourceConfig
@@ -108,6 +117,52 @@ def protocol_whitelist(url: str, config: SourceConfig) -> str:
     return ",".join(sorted(allowed))
 
 
+def open_options(url: str, config: SourceConfig) -> dict[str, str]:
+    """The options ``av.open`` gets for ``url``: the protocol whitelist, RTSP's transport,
+    and the probe limits where ``sources.probe`` applies."""
+    options = {"protocol_whitelist": protocol_whitelist(url, config)}
+    scheme = urlsplit(url).scheme.lower() if "://" in url else "file"
+    if scheme in ("rtsp", "rtsps"):
+        options["rtsp_transport"] = config.rtsp_transport
+    probe = config.probe
+    if scheme in probe.schemes:
+        options["analyzeduration"] = str(round(probe.analyzeduration_s * 1_000_000))
+        options["probesize"] = str(probe.probesize)
+    return options
+
+
+HWACCEL_ORDER = ("cuda", "vaapi", "qsv", "videotoolbox", "d3d11va")
+"""The devices ``hwaccel: auto`` tries, in this order."""
+
+
+@functools.cache
+def hwaccel_error(kind: str) -> str | None:
+    """Why FFmpeg cannot decode H.264 on the ``kind`` device here; None when it can. A
+    device context is made once to find out (per process)."""
+    available = hwdevices_available()
+    if kind not in available:
+        return f"this FFmpeg has no {kind} support (it has: {', '.join(available) or 'none'})"
+    try:
+        HWAccel(kind, allow_software_fallback=False).create(av.Codec("h264", "r"))
+    except (av.FFmpegError, OSError, NotImplementedError, RuntimeError) as error:
+        return f"no usable {kind} device: {describe_error(error)}"
+    return None
+
+
+def pick_hwaccel(setting: str) -> tuple[str | None, str | None]:
+    """The device to decode on for ``sources.hwaccel`` and, when that is none though one
+    was asked for, why."""
+    if setting == "none":
+        return None, None
+    if setting != "auto":
+        error = hwaccel_error(setting)
+        return (None, error) if error else (setting, None)
+    for kind in HWACCEL_ORDER:
+        if hwaccel_error(kind) is None:
+            return kind, None
+    return None, f"none of {', '.join(HWACCEL_ORDER)} is usable"
+
+
 class FFmpegSource:
     """A URL decoded in a daemon thread; see the module docstring."""
 
@@ -142,6 +197,10 @@ class FFmpegSource:
         self.reconnects = 0
         self.last_error: str | None = None
         self.input_fps: float | None = None
+        self.hwaccel: str | None = None
+        """The device frames are decoded on (None: software), once the thread started."""
+        self._hwaccel_checked = False
+        self._hwaccel_unsupported_logged = False
 
     @property
     def status(self) -> SourceStatus:
@@ -177,7 +236,30 @@ class FFmpegSource:
         if self._on_status is not None:
             self._on_status(status, detail)
 
+    def _choose_hwaccel(self) -> None:
+        """Resolve ``sources.hwaccel`` to a device, once; log once when there is none."""
+        if self._hwaccel_checked:
+            return
+        self._hwaccel_checked = True
+        setting = self.config.hwaccel
+        self.hwaccel, error = pick_hwaccel(setting)
+        if error is not None:
+            log(
+                logger,
+                logging.WARNING,
+                "source.hwaccel_unavailable",
+                source=self.description,
+                hwaccel=setting,
+                error=error,
+                detail="decoding in software",
+            )
+        elif self.hwaccel is not None:
+            log(
+                logger, logging.INFO, "source.hwaccel", source=self.description, device=self.hwaccel
+            )
+
     def _run(self) -> None:
+        self._choose_hwaccel()
         attempt = 0
         while not self._stop.is_set():
             if self._status is not SourceStatus.UP:  # a looping file stays up
@@ -221,15 +303,16 @@ class FFmpegSource:
     def _read_once(self) -> bool:
         """Open, decode until the end, the stop flag or an error; True if frames came."""
         config = self.config
-        options = {"protocol_whitelist": protocol_whitelist(self.url, config)}
-        if self.url.lower().startswith(("rtsp://", "rtsps://")):
-            options["rtsp_transport"] = config.rtsp_transport
         # A read interrupted by the timeout may first hand over the partial frame FFmpeg
         # held (RTSP does), and only the next read fails: two reads must fit in the stall
         # timeout for a silent socket to be noticed within it.
         read_timeout = min(config.read_timeout_s, config.stall_timeout_s / 2)
+        hwaccel = None if self.hwaccel is None else HWAccel(self.hwaccel)
         container = av.open(
-            self.url, options=options, timeout=(config.open_timeout_s, read_timeout)
+            self.url,
+            options=open_options(self.url, config),
+            timeout=(config.open_timeout_s, read_timeout),
+            hwaccel=hwaccel,
         )
         delivered = False
         try:
@@ -244,6 +327,8 @@ class FFmpegSource:
             # Decoded in this thread alone: the streams are the parallelism, and FFmpeg's
             # own decoding threads (one more per stream) cost the same CPU, measured.
             stream.codec_context.thread_count = 1
+            if hwaccel is not None and not stream.codec_context.is_hwaccel:
+                self._hwaccel_unsupported(stream.codec_context.name)
             started = time.monotonic()
             first_pts: float | None = None
             last_frame = time.monotonic()
@@ -302,6 +387,20 @@ class FFmpegSource:
         finally:
             container.close()
         return delivered
+
+    def _hwaccel_unsupported(self, codec: str) -> None:
+        if self._hwaccel_unsupported_logged:
+            return
+        self._hwaccel_unsupported_logged = True
+        log(
+            logger,
+            logging.WARNING,
+            "source.hwaccel_unavailable",
+            source=self.description,
+            hwaccel=self.hwaccel,
+            error=f"the {self.hwaccel} device cannot decode {codec}",
+            detail="decoding in software",
+        )
 
     def _wait_until(self, deadline: float) -> bool:
         """Sleep until the monotonic ``deadline``; False if stopped meanwhile."""
