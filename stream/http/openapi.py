@@ -39,7 +39,8 @@ def _content(content: Content, refs: dict[type[BaseModel], dict[str, Any]]) -> d
     if isinstance(content, type):
         return {"application/json": {"schema": refs[content]}}
     assert content is not None
-    return {content: {"schema": {"type": "string"}}}
+    kind = "object" if content == "application/json" else "string"
+    return {content: {"schema": {"type": kind}}}
 
 
 def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
