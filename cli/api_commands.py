@@ -1,5 +1,6 @@
 """``fakewatch streams``, ``events`` and ``review``: a running service's API from the
-command line (``--url``, ``--token`` or ``FAKEWATCH_TOKEN``)."""
+command line (``--url``, ``--token`` or ``FAKEWATCH_TOKEN``); ``export-reviews``: the
+reviewed alerts of a service's evidence folder as training data."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -71,6 +73,19 @@ def register(commands: Any) -> None:
     review.add_argument("verdict", choices=["confirmed", "false_positive"])
     review.add_argument("--note", default="", help="why, for the record")
     review.set_defaults(handler=cmd_review)
+
+    export = commands.add_parser(
+        "export-reviews", help="reviewed alerts as training data (a recipe's reviews.folders)"
+    )
+    export.add_argument("out", type=Path, metavar="DIR", help="where to write them")
+    export.add_argument(
+        "--evidence",
+        type=Path,
+        default=None,
+        help="the evidence folder (default: evidence.folder of --config)",
+    )
+    export.add_argument("--config", type=Path, default=None, help="the service's YAML config")
+    export.set_defaults(handler=cmd_export_reviews)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -190,4 +205,20 @@ def cmd_review(args: argparse.Namespace) -> int:
     except ApiError as error:
         return _failed(error)
     _print_event(event, args.json)
+    return 0
+
+
+def cmd_export_reviews(args: argparse.Namespace) -> int:
+    from fakewatch.training.reviews import export_reviews
+
+    evidence = args.evidence
+    if evidence is None:
+        from fakewatch.stream.config import load_config
+
+        evidence = load_config(args.config).evidence.folder
+    counts = export_reviews(evidence, args.out)
+    print(
+        f"{counts['false_positive']} false positives (reals) and {counts['confirmed']} "
+        f"confirmed alerts (fakes) in {args.out}"
+    )
     return 0
