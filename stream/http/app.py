@@ -7,7 +7,7 @@ metrics stay open for probes and scrapers. Every error is JSON:
 :data:`~fakewatch.stream.http.routes.ROUTES`, documented at ``/api/openapi.json``. The
 stream routes act through a :class:`~fakewatch.stream.http.control.StreamControl`, so
 ``fakewatch serve`` and the cluster's front answer the same API; a host adds its own
-routes with ``extra``.
+routes with ``extra``, documented like the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fakewatch.stream.config import ServiceConfig
 from fakewatch.stream.http.control import StreamControl
 from fakewatch.stream.http.keys import BASE_URL, CONFIG, CONTROL, EVIDENCE, OPENAPI, RECENT, error
 from fakewatch.stream.http.openapi import document
-from fakewatch.stream.http.routes import served
+from fakewatch.stream.http.routes import Route, served
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.sinks.evidence import EvidenceStore
 from fakewatch.stream.sinks.recent import RecentEvents
@@ -70,7 +70,7 @@ def build_app(
     control: StreamControl,
     evidence: EvidenceStore,
     recent: RecentEvents,
-    extra: Sequence[web.AbstractRouteDef] = (),
+    extra: Sequence[Route] = (),
 ) -> web.Application:
     """The API over ``control``'s streams and the stores of the events; the WebRTC
     routes and the publisher page only when ``control`` takes WebRTC publishers."""
@@ -80,12 +80,11 @@ def build_app(
     app[EVIDENCE] = evidence
     app[RECENT] = recent
     app[BASE_URL] = {}
-    routes = served(control.webrtc)
+    routes = [*served(control.webrtc), *extra]
     for route in routes:
         if route.method == "GET":  # and HEAD, as aiohttp does
             app.router.add_get(route.path, route.handler)
         else:
             app.router.add_route(route.method, route.path, route.handler)
     app[OPENAPI] = document(routes)
-    app.add_routes(extra)
     return app
