@@ -261,7 +261,11 @@ async def read_json(request: web.Request, model: type[M]) -> M:
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
-    """The request's query parameters as ``model`` (400 naming the key)."""
+    """The request's query parameters as ``model`` (400 naming the key, or a key given
+    more than once)."""
+    repeated = sorted({key for key in request.query if len(request.query.getall(key)) > 1})
+    if repeated:
+        raise web.HTTPBadRequest(text=f"given more than once: {', '.join(repeated)}")
     return parse(model, dict(request.query))
 
 

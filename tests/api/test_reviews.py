@@ -81,8 +81,9 @@ def test_events_after_a_cursor_are_the_newer_ones() -> None:
             assert await listed(f"?after={ids[3]}") == []
             assert await listed(f"?after={ids[1]}&limit=1") == [ids[3]]
             assert (await listed("?after=gone"))[:4] == ids[::-1]
-            async with service.http.get("/api/events?limit=0") as response:
-                assert response.status == 400
-                assert "limit" in (await response.json())["error"]
+            for query in ("limit=0", "limit=x", "stream=a&stream=b", "colour=red"):
+                async with service.http.get(f"/api/events?{query}") as response:
+                    assert response.status == 400, query
+                    assert query.split("=")[0] in (await response.json())["error"], query
 
     asyncio.run(run())
