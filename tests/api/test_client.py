@@ -111,3 +111,15 @@ def test_the_client_answers_with_the_api_models(service: ServiceThread, clip: Pa
             assert raised.value.status == 401
 
     asyncio.run(run())
+
+
+def test_streams_set_reads_key_value_pairs_as_yaml() -> None:
+    from fakewatch.cli.api_commands import settings_of
+
+    assert settings_of(["vote.enter_threshold=0.8", "paused=true", "note=a b"]) == {
+        "vote.enter_threshold": 0.8,
+        "paused": True,
+        "note": "a b",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        settings_of(["novalue"])
