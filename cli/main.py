@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fakewatch.cli import (
+    api_commands,
     cluster_command,
     demo_command,
     engine_commands,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.register(commands)
     demo_command.register(commands)
     cluster_command.register(commands)
+    api_commands.register(commands)
     return parser
 
 

@@ -45,6 +45,7 @@ from fakewatch.cluster.state import ClusterState, DesiredStream, connect
 from fakewatch.cluster.targets import TARGET_MAX_AGE_S
 from fakewatch.stream.analysis.registry import check_stream_name
 from fakewatch.stream.host import Host, open_sinks
+from fakewatch.stream.http.routes import Route
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.redact import redact_url
@@ -285,7 +286,7 @@ class ClusterStreams:
         return {"shards": len(self.front.pings)}
 
 
-def front_routes(front: FrontState) -> list[web.RouteDef]:
+def front_routes(front: FrontState) -> list[Route]:
     """The front's own routes, beside the API every host serves: the shards' pings, and
     the metrics endpoints for Prometheus's HTTP service discovery."""
 
@@ -295,7 +296,10 @@ def front_routes(front: FrontState) -> list[web.RouteDef]:
     async def targets(request: web.Request) -> web.Response:
         return web.json_response(await front.state.targets(TARGET_MAX_AGE_S))
 
-    return [web.get("/api/shards", shards), web.get("/cluster/targets", targets)]
+    return [
+        Route("GET", "/api/shards", shards, "The shards' last pings", "application/json"),
+        Route("GET", "/cluster/targets", targets, "Prometheus HTTP SD targets", "application/json"),
+    ]
 
 
 @serve.deployment(name="Front", num_replicas=1)

@@ -41,6 +41,7 @@ from fakewatch.stream.http.app import build_app
 from fakewatch.stream.http.control import StreamControl
 from fakewatch.stream.http.keys import BASE_URL
 from fakewatch.stream.http.local import LocalStreams
+from fakewatch.stream.http.routes import Route
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sinks.evidence import EvidenceStore
@@ -139,7 +140,7 @@ class Host:
         control: StreamControl,
         sinks: Sinks,
         work: Work,
-        routes: Sequence[web.AbstractRouteDef] = (),
+        routes: Sequence[Route] = (),
     ) -> None:
         self.config = config
         self.sinks = sinks

@@ -123,6 +123,22 @@ class Synthesis(_Strict):
     )
 
 
+class Reviews(_Strict):
+    """Alerts people reviewed on a deployment's own cameras (``fakewatch export-reviews``):
+    false positives train as hard reals, confirmed alerts as fakes with their masks."""
+
+    folders: list[Path] = Field(
+        min_length=1, description="folders `fakewatch export-reviews` wrote (recipe-relative)"
+    )
+    weight: float = Field(
+        0.1,
+        gt=0.0,
+        le=10.0,
+        description="how often a training sample is a reviewed crop, as a weight beside "
+        "synthesis's (real, self_blend, ...)",
+    )
+
+
 class Optimisation(_Strict):
     epochs: int = Field(30, ge=1, le=10_000)
     steps_per_epoch: int = Field(100, ge=1, le=100_000)
@@ -166,6 +182,9 @@ class TrainConfig(_Strict):
     test_data: list[DataSource] = Field(
         default_factory=list,
         description="folders read only for the test report, never trained or validated on",
+    )
+    reviews: Reviews | None = Field(
+        None, description="reviewed alerts of a deployment folded into training"
     )
     split: Split = Field(default_factory=Split)
     synthesis: Synthesis = Field(default_factory=Synthesis)
@@ -229,6 +248,11 @@ def load_config(path: Path, check_data: bool = True, overrides: Sequence[str] = 
         config.cache = base / config.cache
     if config.init.weights_cache is not None:
         config.init.weights_cache = base / config.init.weights_cache
+    if config.reviews is not None:
+        config.reviews.folders = [base / folder for folder in config.reviews.folders]
+        missing = [str(f) for f in config.reviews.folders if not f.is_dir()]
+        if check_data and missing:
+            raise ConfigError(f"{path}: review folders {missing} do not exist")
     override = os.environ.get("FAKEWATCH_DATA_ROOT")
     root = Path(override) if override else base / (config.data_root or ".")
     config.data_root = root

@@ -40,6 +40,7 @@ from fakewatch.training.diffmask import DiffMaskConfig, PairStats, iter_pair_sam
 from fakewatch.training.landmarks import MODEL_SHA256 as MESH_SHA256
 from fakewatch.training.landmarks import FaceMesh, fetch_model
 from fakewatch.training.loop import Sample, ValidationSet
+from fakewatch.training.reviews import ReviewedCrop, read_reviews
 from fakewatch.training.shards import SampleMeta, ShardSet, ShardWriter, cache_key
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,10 @@ class SyntheticFaces(Dataset[Sample]):
     made from the crop before it (a self-blend or a cross-identity swap onto it; a pair
     fake stands alone), and both get the same augmentation: the model sees each face
     with and without the manipulation, everything else equal.
+
+    ``reviewed`` crops (alerts people reviewed, :mod:`fakewatch.training.reviews`) are
+    drawn with ``review_weight`` beside the synthesis weights, each with its own mask:
+    empty for a false positive (a real), the alert's mask for a confirmed fake.
     """
 
     def __init__(
@@ -226,6 +231,8 @@ class SyntheticFaces(Dataset[Sample]):
         size: int,
         seed: int,
         length: int,
+        reviewed: list[ReviewedCrop] | None = None,
+        review_weight: float = 0.0,
     ) -> None:
         if not real_indices:
             raise ValueError("no real faces are left for training after the split")
@@ -244,7 +251,9 @@ class SyntheticFaces(Dataset[Sample]):
             "self_blend": synthesis.self_blend,
             "cross_blend": synthesis.cross_blend if len(set(self.identities)) > 1 else 0.0,
             "pair_fake": synthesis.pair_fake if fake_indices else 0.0,
+            "reviewed": review_weight if reviewed else 0.0,
         }
+        self.reviewed = reviewed or []
         total = sum(kinds.values())
         self.kinds = list(kinds)
         self.weights = np.array([kinds[k] / total for k in self.kinds])
@@ -273,14 +282,21 @@ class SyntheticFaces(Dataset[Sample]):
             kind = self.kinds[int(rng.choice(len(self.kinds), p=self.weights))]
             position = self._draw_real(rng)
             augmentation_seed = int(rng.integers(2**31))
-        image, mask = self.make(kind, rng, position)
+        review = self.draw_review(rng) if kind == "reviewed" else None
+        image, mask = (review.crop, review.mask) if review else self.make(kind, rng, position)
         level = min(AUGMENTATION_LEVELS, int(AUGMENTATION_LEVELS * 2 * index / self.length) + 1)
         transform = self.transforms[level]
         transform.reseed(augmentation_seed)
         image, mask = transform(image, mask)
         target = (mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)).clip(0, 1)
         label = float(kind != "real" and bool(target.max() > 0))
+        if review is not None:  # a person said which, whatever is left of its mask
+            label = review.label
         return np.ascontiguousarray(image), target, label
+
+    def draw_review(self, rng: np.random.Generator) -> ReviewedCrop:
+        """One of the reviewed crops."""
+        return self.reviewed[int(rng.integers(len(self.reviewed)))]
 
     def _draw_real(self, rng: np.random.Generator) -> int:
         return int(rng.choice(len(self.real_indices), p=self.real_weights))
@@ -290,6 +306,9 @@ class SyntheticFaces(Dataset[Sample]):
     ) -> tuple[np.ndarray, np.ndarray]:
         """One un-augmented sample of ``kind``: crop and mask (float 0..1). ``position``
         picks the real crop (among the training ones) that a blend is made from."""
+        if kind == "reviewed":
+            review = self.draw_review(rng)
+            return review.crop, review.mask
         if kind == "pair_fake" and self.fakes is not None:
             crop, mask, _ = self.fakes[self.fake_indices[int(rng.integers(len(self.fake_indices)))]]
             return crop, (mask > 0).astype(np.float32)
@@ -420,6 +439,8 @@ def prepare(config: TrainConfig, detector: FaceDetector, progress: bool = True) 
             sources, config.spec, detector, cache / "pairs", progress
         )
     real_parts, fake_parts = _by_split(reals, config.split), _by_split(fakes, config.split)
+    reviews = config.reviews
+    reviewed = read_reviews(reviews.folders, config.spec.input_size) if reviews else []
     o = config.optimisation
     train = SyntheticFaces(
         reals,
@@ -430,6 +451,8 @@ def prepare(config: TrainConfig, detector: FaceDetector, progress: bool = True) 
         config.spec.input_size,
         o.seed,
         length=o.epochs * o.steps_per_epoch * o.batch_size,
+        reviewed=reviewed,
+        review_weight=reviews.weight if reviews else 0.0,
     )
     validation = validation_set(
         reals,
@@ -454,6 +477,7 @@ def prepare(config: TrainConfig, detector: FaceDetector, progress: bool = True) 
         "validation_sources": sorted(set(validation.sources)),
         "validation_samples": len(validation),
         "pair_masks": None if pair_stats is None else pair_stats.as_dict(),
+        "reviews": dict(Counter(r.verdict for r in reviewed)) if reviews else None,
     }
     return PreparedData(train, validation, summary)
 

@@ -3,9 +3,11 @@
 ``/api/*`` are control endpoints: when ``server.token`` is set each needs
 ``Authorization: Bearer <token>`` (compared in constant time). Health, readiness and
 metrics stay open for probes and scrapers. Every error is JSON:
-``{"error": "<what went wrong and what to do>"}``. The stream routes act through a
-:class:`~fakewatch.stream.http.control.StreamControl`, so ``fakewatch serve`` and the
-cluster's front answer the same API; a host adds its own routes with ``extra``.
+``{"error": "<what went wrong and what to do>"}``. The routes are those of
+:data:`~fakewatch.stream.http.routes.ROUTES`, documented at ``/api/openapi.json``. The
+stream routes act through a :class:`~fakewatch.stream.http.control.StreamControl`, so
+``fakewatch serve`` and the cluster's front answer the same API; a host adds its own
+routes with ``extra``, documented like the rest.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from fakewatch.stream.config import ServiceConfig
-from fakewatch.stream.http import events, pages, probes, streams
 from fakewatch.stream.http.control import StreamControl
-from fakewatch.stream.http.keys import BASE_URL, CONFIG, CONTROL, EVIDENCE, RECENT, error
+from fakewatch.stream.http.keys import BASE_URL, CONFIG, CONTROL, EVIDENCE, OPENAPI, RECENT, error
+from fakewatch.stream.http.openapi import document
+from fakewatch.stream.http.routes import Route, served
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.sinks.evidence import EvidenceStore
 from fakewatch.stream.sinks.recent import RecentEvents
@@ -67,7 +70,7 @@ def build_app(
     control: StreamControl,
     evidence: EvidenceStore,
     recent: RecentEvents,
-    extra: Sequence[web.AbstractRouteDef] = (),
+    extra: Sequence[Route] = (),
 ) -> web.Application:
     """The API over ``control``'s streams and the stores of the events; the WebRTC
     routes and the publisher page only when ``control`` takes WebRTC publishers."""
@@ -77,22 +80,11 @@ def build_app(
     app[EVIDENCE] = evidence
     app[RECENT] = recent
     app[BASE_URL] = {}
-    app.router.add_get("/api/streams", streams.list_streams)
-    app.router.add_post("/api/streams", streams.add_stream)
-    app.router.add_get("/api/streams/{id}", streams.get_stream)
-    app.router.add_delete("/api/streams/{id}", streams.delete_stream)
-    app.router.add_post("/api/whip", streams.whip_publish)
-    app.router.add_post("/api/webrtc/offer", streams.webrtc_offer)
-    if control.webrtc:
-        app.router.add_delete("/api/whip/{id}", streams.whip_end)
-        app.router.add_get("/publish", pages.publish_page)
-        app.router.add_get("/api/webrtc/ice-servers", pages.publisher_ice_servers)
-    app.router.add_get("/api/events", events.list_events)
-    app.router.add_get("/api/evidence/{id}/{name}", events.get_evidence)
-    app.router.add_get("/", pages.index_page)
-    app.router.add_get("/static/{name}", pages.static_file)
-    app.router.add_get("/healthz", probes.healthz)
-    app.router.add_get("/readyz", probes.readyz)
-    app.router.add_get("/metrics", probes.metrics)
-    app.add_routes(extra)
+    routes = [*served(control.webrtc), *extra]
+    for route in routes:
+        if route.method == "GET":  # and HEAD, as aiohttp does
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
+    app[OPENAPI] = document(routes)
     return app

@@ -1,30 +1,68 @@
-"""The event routes: recent events with their evidence links, and evidence files."""
+"""The event routes: recent events with their evidence links and reviews, a person's
+review of an alert, and evidence files."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
 
 from fakewatch.stream.http.keys import EVIDENCE, RECENT, base_url, error
+from fakewatch.stream.http.schemas import (
+    Event,
+    EventList,
+    EventsQuery,
+    Review,
+    ReviewRequest,
+    answer,
+    read_json,
+    read_query,
+)
 from fakewatch.stream.sinks.evidence import FILES, evidence_links
 
 
 def _with_links(request: web.Request, event: dict[str, Any]) -> dict[str, Any]:
-    if request.app[EVIDENCE].has(event["id"]):
+    store = request.app[EVIDENCE]
+    if store.has(event["id"]):
         event = {**event, "evidence_urls": evidence_links(base_url(request), event["id"])}
+        review = store.review(event["id"])
+        if review is not None:
+            event["review"] = review
     return event
 
 
 async def list_events(request: web.Request) -> web.Response:
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="limit must be an integer") from None
-    if not 1 <= limit <= 1000:
-        raise web.HTTPBadRequest(text="limit must be between 1 and 1000")
-    events = request.app[RECENT].latest(limit, request.query.get("stream"))
-    return web.json_response({"events": [_with_links(request, e) for e in events]})
+    query = read_query(request, EventsQuery)
+    recent = request.app[RECENT].latest(request.app[RECENT].size, query.stream)
+    if query.after is not None:
+        ids = [e["id"] for e in recent]
+        if query.after in ids:
+            recent = recent[: ids.index(query.after)]
+    events = recent[: query.limit]
+    return answer(EventList, {"events": [_with_links(request, e) for e in events]})
+
+
+async def review_event(request: web.Request) -> web.Response:
+    """Keep a person's verdict on an alert beside its evidence; answer the event."""
+    event_id = request.match_info["id"]
+    store = request.app[EVIDENCE]
+    if not store.has(event_id):
+        return error(404, f"no alert with evidence {event_id!r}")
+    given = await read_json(request, ReviewRequest)
+    review = Review(verdict=given.verdict, note=given.note, time=round(time.time(), 3))
+    if not await asyncio.to_thread(store.save_review, event_id, review.model_dump(mode="json")):
+        return error(404, f"no alert with evidence {event_id!r}")  # removed meanwhile
+    event = next(
+        (e for e in request.app[RECENT].latest(request.app[RECENT].size) if e["id"] == event_id),
+        None,
+    )
+    if event is None:  # older than the recent events: as its evidence describes it
+        event = await asyncio.to_thread(store.event, event_id)
+    if event is None:
+        return error(404, f"no alert with evidence {event_id!r}")
+    return answer(Event, _with_links(request, event))
 
 
 async def get_evidence(request: web.Request) -> web.StreamResponse:

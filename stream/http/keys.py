@@ -14,6 +14,7 @@ CONFIG = web.AppKey("config", ServiceConfig)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
 RECENT = web.AppKey("recent", RecentEvents)
 BASE_URL = web.AppKey("base_url", dict)  # {"url": ...}, set once the server is bound
+OPENAPI = web.AppKey("openapi", dict)  # the OpenAPI document of the routes served
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

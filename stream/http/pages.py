@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from fakewatch.stream.http.keys import CONFIG, error
+from fakewatch.stream.http.schemas import IceServers, answer
 
 WEB = Path(__file__).resolve().parent / "web"
 """The pages' files: HTML at ``/`` and ``/publish``, the rest under ``/static/``."""
@@ -57,7 +58,7 @@ async def publish_page(request: web.Request) -> web.StreamResponse:
 async def publisher_ice_servers(request: web.Request) -> web.Response:
     """The ICE servers the publisher page passes to ``RTCPeerConnection``: STUN only."""
     urls = request.app[CONFIG].webrtc.stun_urls()
-    return web.json_response({"ice_servers": [{"urls": urls}] if urls else []})
+    return answer(IceServers, {"ice_servers": [{"urls": urls}] if urls else []})
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:

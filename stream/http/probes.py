@@ -6,10 +6,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fakewatch.stream.http.keys import CONTROL, error
+from fakewatch.stream.http.schemas import Health, Ready, answer
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return answer(Health, {"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -17,7 +18,7 @@ async def readyz(request: web.Request) -> web.Response:
     reason = control.not_ready()
     if reason:
         return error(503, reason)
-    return web.json_response({"status": "ready", **control.ready_detail()})
+    return answer(Ready, {"status": "ready", **control.ready_detail()})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,9 +8,6 @@ that takes no WebRTC publishers answers both with 501.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from fakewatch.stream.analysis.registry import (
@@ -19,55 +16,33 @@ from fakewatch.stream.analysis.registry import (
     StreamNameTakenError,
 )
 from fakewatch.stream.http.keys import CONFIG, CONTROL, base_url, error
+from fakewatch.stream.http.schemas import (
+    NewStream,
+    StreamAdded,
+    StreamList,
+    StreamView,
+    WebRTCAnswer,
+    WebRTCOffer,
+    answer,
+    read_json,
+)
 from fakewatch.stream.sources.ffmpeg import SourceURLError
 from fakewatch.stream.sources.webrtc import WebRTCOfferError
 
-MAX_JSON_BYTES = 65536
-"""The largest JSON body a control endpoint reads."""
 NO_WEBRTC = (
     "WebRTC ingest is served by `fakewatch serve` only; a cluster reads stream URLs "
     "(publish to an RTSP server and add its URL)"
 )
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body (415, 413 or 400 when it is not one)."""
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(text="send JSON (Content-Type: application/json)")
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_JSON_BYTES, actual_size=request.content_length
-        )
-    data = await request.read()  # a chunked body has no Content-Length: check what came
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    try:
-        body = json.loads(data.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise web.HTTPBadRequest(text="the body is not valid JSON: nested too deeply") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="the body must be a JSON object")
-    return body
-
-
 async def new_stream_request(request: web.Request) -> tuple[str, str | None]:
     """The ``url`` and ``name`` of a request to add a stream (400 when malformed)."""
-    body = await json_body(request)
-    url, name = body.get("url"), body.get("name")
-    unknown = set(body) - {"url", "name"}
-    if unknown:
-        raise web.HTTPBadRequest(text=f"unknown fields: {', '.join(sorted(unknown))}")
-    if not isinstance(url, str) or not url:
-        raise web.HTTPBadRequest(text='"url" is required and must be a string')
-    if name is not None and not isinstance(name, str):
-        raise web.HTTPBadRequest(text='"name" must be a string')
-    return url, name
+    body = await read_json(request, NewStream)
+    return body.url, body.name
 
 
 async def list_streams(request: web.Request) -> web.Response:
-    return web.json_response({"streams": await request.app[CONTROL].streams()})
+    return answer(StreamList, {"streams": await request.app[CONTROL].streams()})
 
 
 async def add_stream(request: web.Request) -> web.Response:
@@ -80,14 +55,14 @@ async def add_stream(request: web.Request) -> web.Response:
         return error(409 if isinstance(exc, StreamNameTakenError) else 400, str(exc))
     except SourceURLError as exc:
         return error(400, str(exc))
-    return web.json_response(added, status=201, headers={"Location": f"/api/streams/{added['id']}"})
+    return answer(StreamAdded, added, 201, {"Location": f"/api/streams/{added['id']}"})
 
 
 async def get_stream(request: web.Request) -> web.Response:
     found = await request.app[CONTROL].stream(request.match_info["id"])
     if found is None:
         return error(404, f"no stream {request.match_info['id']!r}")
-    return web.json_response(found)
+    return answer(StreamView, found)
 
 
 async def delete_stream(request: web.Request) -> web.Response:
@@ -120,10 +95,10 @@ async def whip_publish(request: web.Request) -> web.Response:
         sdp = (await request.read()).decode("utf-8")
     except UnicodeDecodeError:
         raise web.HTTPBadRequest(text="the body is not an SDP offer: not UTF-8 text") from None
-    stream_id, answer = await _accept_offer(request, sdp, request.query.get("name"))
+    stream_id, sdp_answer = await _accept_offer(request, sdp, request.query.get("name"))
     return web.Response(
         status=201,
-        text=answer,
+        text=sdp_answer,
         content_type="application/sdp",
         headers={"Location": f"{base_url(request)}/api/whip/{stream_id}"},
     )
@@ -138,15 +113,11 @@ async def whip_end(request: web.Request) -> web.Response:
 async def webrtc_offer(request: web.Request) -> web.Response:
     if not request.app[CONTROL].webrtc:
         return error(501, NO_WEBRTC)
-    body = await json_body(request)
-    sdp, kind, name = body.get("sdp"), body.get("type", "offer"), body.get("name")
-    if not isinstance(sdp, str) or kind != "offer":
-        raise web.HTTPBadRequest(text='send {"sdp": "<offer>", "type": "offer"}')
-    if name is not None and not isinstance(name, str):
-        raise web.HTTPBadRequest(text='"name" must be a string')
-    stream_id, answer = await _accept_offer(request, sdp, name)
-    return web.json_response(
-        {"id": stream_id, "type": "answer", "sdp": answer},
-        status=201,
+    offer = await read_json(request, WebRTCOffer)
+    stream_id, sdp = await _accept_offer(request, offer.sdp, offer.name)
+    return answer(
+        WebRTCAnswer,
+        {"id": stream_id, "type": "answer", "sdp": sdp},
+        201,
         headers={"Location": f"{base_url(request)}/api/whip/{stream_id}"},
     )

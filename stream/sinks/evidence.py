@@ -6,7 +6,9 @@ event's id:
 - ``frame.jpg``: the frame that scored highest in the deciding window, with the face's
   mask pasted back as a heatmap and the face box with its score;
 - ``crop.jpg`` and ``mask.png``: the face crop the model saw and its mask (0..255);
-- ``event.json``: the event as the API and webhooks describe it.
+- ``event.json``: the event as the API and webhooks describe it;
+- ``review.json``, once a person has reviewed the alert: their verdict
+  (``confirmed`` or ``false_positive``), a note and when (:meth:`EvidenceStore.review`).
 
 Files are written to a temporary name and renamed, so a reader never sees half a
 picture, and the store outlives the process: evidence of an older alert is still
@@ -37,6 +39,7 @@ from fakewatch.stream.logs import LOGGER_NAME, log
 logger = logging.getLogger(f"{LOGGER_NAME}.evidence")
 
 FILES = {"frame.jpg": "image/jpeg", "crop.jpg": "image/jpeg", "mask.png": "image/png"}
+REVIEW = "review.json"
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 JPEG_QUALITY = 90
 
@@ -101,6 +104,44 @@ class EvidenceStore:
             except (OSError, ValueError):
                 continue
         return found
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """An alert as its ``event.json`` describes it, ``None`` if there is none."""
+        if not self.has(event_id):
+            return None
+        try:
+            found = json.loads((self.folder / event_id / "event.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def review(self, event_id: str) -> dict[str, Any] | None:
+        """A person's verdict on an alert (``review.json``), ``None`` if none yet."""
+        if not EVENT_ID.match(event_id):
+            return None
+        try:
+            found = json.loads((self.folder / event_id / REVIEW).read_text())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def save_review(self, event_id: str, review: dict[str, Any]) -> bool:
+        """Keep ``review`` beside the alert's evidence, replacing an earlier one
+        atomically; False if there is no such alert."""
+        if not self.has(event_id):
+            return False
+        target = self.folder / event_id / REVIEW
+        staging = target.with_name(f".{REVIEW}.partial")
+        staging.write_text(json.dumps(review, indent=1))
+        staging.replace(target)
+        log(
+            logger,
+            logging.INFO,
+            "evidence.reviewed",
+            event_id=event_id,
+            verdict=review.get("verdict"),
+        )
+        return True
 
     def prune(self, now: float | None = None) -> int:
         """Apply the retention limits; the number of alerts removed."""

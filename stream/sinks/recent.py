@@ -12,6 +12,7 @@ class RecentEvents:
     """The last ``size`` events as dictionaries, for the API and the web page."""
 
     def __init__(self, size: int = 200) -> None:
+        self.size = size
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
 
     async def emit(self, event: Event) -> None:

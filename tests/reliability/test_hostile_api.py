@@ -28,7 +28,7 @@ import pytest
 from fakewatch.cli.main import main
 from fakewatch.engines.faces import RetinaFaceDetector
 from fakewatch.stream.config import ConfigError, load_config
-from fakewatch.stream.http.streams import MAX_JSON_BYTES
+from fakewatch.stream.http.schemas import MAX_JSON_BYTES
 from tests.reliability.test_secrets import restored_logging
 from tests.support.media import face_clip, write_video
 from tests.support.service import TOKEN, Service, serving

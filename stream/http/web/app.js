@@ -235,12 +235,46 @@ function eventItem(event) {
         })
         .catch((error) => img.replaceWith(el("span", { class: "error" }, error.message)));
     }
+    item.append(reviewControls(event));
   }
   return item;
 }
 
+// A person's verdict on an alert: two buttons, and the verdict once given.
+const VERDICTS = { confirmed: "Confirmed deepfake", false_positive: "False positive" };
+
+function reviewControls(event) {
+  const box = el("span", { class: "review", "data-testid": "event-review-controls" });
+  const badge = el("span", { class: "verdict", "data-testid": "event-review" });
+  const show = (review) => {
+    badge.textContent = review ? `reviewed: ${VERDICTS[review.verdict]}` : "";
+    badge.dataset.verdict = review ? review.verdict : "";
+  };
+  show(event.review);
+  for (const [verdict, label] of Object.entries(VERDICTS)) {
+    const button = el("button", { type: "button", "data-testid": `review-${verdict}` }, label);
+    button.addEventListener("click", async () => {
+      try {
+        const response = await api(`/api/events/${encodeURIComponent(event.id)}/review`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ verdict }),
+        });
+        show((await response.json()).review);
+        setStatus(`${event.stream.name}: ${label.toLowerCase()}, noted`);
+      } catch (error) {
+        setStatus(`could not review: ${error.message}`, true);
+      }
+    });
+    box.append(button, " ");
+  }
+  box.append(badge);
+  return box;
+}
+
 // An event's evidence is written after the event: its links may come on a later poll.
-const eventKey = (event) => `${event.id}${event.evidence_urls ? "+evidence" : ""}`;
+const eventKey = (event) =>
+  `${event.id}${event.evidence_urls ? "+evidence" : ""}${event.review ? `+${event.review.verdict}` : ""}`;
 
 function renderEvents(events) {
   const list = $("events");
