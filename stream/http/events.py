@@ -1,4 +1,9 @@
-"""The event routes: recent events with their evidence links, and evidence files."""
+"""The event routes: recent events with their evidence links, and evidence files.
+
+An event's ``evidence_urls`` are plain API paths (they need the token, as the page
+sends it); its ``clip`` is listed once the clip is written. Evidence files are served
+with HTTP range requests (a video element seeks with them).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from fakewatch.stream.http.keys import EVIDENCE, RECENT, base_url, error
-from fakewatch.stream.sinks.evidence import FILES, evidence_links
+from fakewatch.stream.sinks.evidence import CLIP, FILES
 
 
 def _with_links(request: web.Request, event: dict[str, Any]) -> dict[str, Any]:
-    if request.app[EVIDENCE].has(event["id"]):
-        event = {**event, "evidence_urls": evidence_links(base_url(request), event["id"])}
+    store = request.app[EVIDENCE]
+    if store.has(event["id"]):
+        links = store.links(base_url(request), event["id"])
+        if store.path(event["id"], CLIP) is None:
+            links.pop("clip", None)
+        event = {**event, "evidence_urls": links}
     return event
 
 
