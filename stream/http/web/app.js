@@ -218,6 +218,7 @@ function eventItem(event) {
   const text = el("span", { class: "detail" }, describe(event));
   item.append(time, " ", type, " ", text);
   const urls = event.evidence_urls;
+  if (urls && urls.clip) item.dataset.clip = "true";
   if (urls && urls.frame) {
     const button = el("button", { type: "button", class: "thumb", "data-testid": "evidence-thumb" });
     button.setAttribute("aria-label", `Open the evidence of ${event.stream.name} at ${time.textContent}`);
