@@ -165,7 +165,8 @@ class ClipRecorder:
         """Frames left out because the worker was behind."""
         self._rings: dict[str, FrameRing] = {}
         self._recordings: list[_Recording] = []
-        self._last_taken: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+        """When each stream's next frame is due, capture time."""
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, float, np.ndarray, list[FaceObservation]] | None] = (
             queue.Queue(QUEUE_FRAMES)
@@ -192,15 +193,16 @@ class ClipRecorder:
     def observe(self, state: StreamState, frame: SourceFrame, faces: list[FaceObservation]) -> None:
         """The frame observer: hands at most ``fps`` frames a second of each stream to the
         worker; never blocks (on the event loop)."""
-        last = self._last_taken.get(state.id)
-        if last is not None and frame.capture_time - last < 0.9 / self.fps:
+        period, now = 1 / self.fps, frame.capture_time
+        due = self._due.get(state.id)
+        if due is not None and now < due - period / 2:  # half a period early is on time
             return
+        # one frame a period in the long run, whatever the jitter of the analysed frames
+        self._due[state.id] = max(due or now, now - period / 2) + period
         try:
-            self._queue.put_nowait((state.id, frame.capture_time, frame.image, faces))
+            self._queue.put_nowait((state.id, now, frame.image, faces))
         except queue.Full:
             self.dropped += 1
-            return
-        self._last_taken[state.id] = frame.capture_time
 
     def ring_bytes(self, stream_id: str) -> int:
         """The memory one stream's ring takes now (its JPEGs and masks)."""
@@ -263,7 +265,7 @@ class ClipRecorder:
             idle = [k for k, r in self._rings.items() if (r.newest or 0) < frame.time - IDLE_RING_S]
             for key in idle:
                 del self._rings[key]
-                self._last_taken.pop(key, None)
+                self._due.pop(key, None)
         for recording in finished:
             _finish(recording)
 

@@ -42,6 +42,19 @@ def test_the_ring_keeps_the_last_seconds_and_never_more_frames() -> None:
     assert [f.time for f in slow.frames()] == [107, 108, 109]
 
 
+def test_a_recorder_takes_fps_frames_a_second_whatever_the_jitter() -> None:
+    state: Any = SimpleNamespace(id="s1")
+    image = np.zeros((8, 8, 3), np.uint8)
+    rng = np.random.default_rng(1)
+    for rate, jitter in ((30.0, 0.005), (5.0, 0.04), (5.0, 0.0)):
+        recorder = ClipRecorder(before_s=1.0, after_s=1.0, fps=5.0, height=120)  # not started
+        times = np.arange(0, 10, 1 / rate) + rng.uniform(-jitter, jitter, round(10 * rate))
+        for i, at in enumerate(times):
+            recorder.observe(state, SourceFrame(image, 1000 + float(at), i), [])
+        taken = recorder._queue.qsize()
+        assert 48 <= taken <= 51, (rate, jitter, taken)  # 5 a second for 10 s
+
+
 def test_a_recorder_keeps_fps_frames_a_second_scaled_down(astronaut: np.ndarray) -> None:
     recorder = ClipRecorder(before_s=2.0, after_s=1.0, fps=5.0, height=240)
     state: Any = SimpleNamespace(id="s1")
