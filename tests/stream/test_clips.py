@@ -162,3 +162,18 @@ def test_no_clip_for_other_events(tmp_path: Path) -> None:
     store = EvidenceStore(tmp_path, clips=recorder)
     asyncio.run(store.emit(Event(EventType.STREAM_UP, "s1", "door", "x")))
     assert not store._recording and folders(tmp_path) == []
+
+
+def test_clip_before_s_0_turns_clips_off(tmp_path: Path) -> None:
+    from fakewatch.stream.config import load_config
+    from fakewatch.stream.host import open_sinks
+    from fakewatch.stream.metrics import PipelineMetrics
+
+    for before, clips in ((0, False), (2, True)):
+        overrides = {"evidence.folder": str(tmp_path), "evidence.clip_before_s": before}
+        config = load_config(environ={}, overrides=overrides)
+        sinks = open_sinks(config, PipelineMetrics(), clips=True)
+        assert (sinks.evidence.clips is not None) is clips
+        assert ("clip" in sinks.evidence.links("http://x", "0" * 32)) is clips
+    # a host whose frames are elsewhere (the cluster's front) makes none
+    assert open_sinks(config, PipelineMetrics()).evidence.clips is None
