@@ -45,8 +45,10 @@ from fakewatch.stream.sources.frames import SourceFrame
 
 logger = logging.getLogger(f"{LOGGER_NAME}.clips")
 
-QUEUE_FRAMES = 64
-"""Frames waiting for the worker thread, all streams together; more are dropped."""
+QUEUE_FRAMES = 16
+"""Frames waiting for the worker thread, all streams together; more are dropped. Each
+holds a whole decoded frame until the worker has scaled it, so this bounds that memory
+too (16 frames of 1080p: 100 MB) while the worker is behind."""
 MASK_SIDE = 64
 """A face's mask is kept at this size (uint8) for the clip's heatmap."""
 JPEG_QUALITY = 80
@@ -168,7 +170,7 @@ class ClipRecorder:
         self._due: dict[str, float] = {}
         """When each stream's next frame is due, capture time."""
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, float, np.ndarray, list[FaceObservation]] | None] = (
+        self._queue: queue.Queue[tuple[str, SourceFrame, list[FaceObservation]] | None] = (
             queue.Queue(QUEUE_FRAMES)
         )
         self._worker: threading.Thread | None = None
@@ -181,14 +183,18 @@ class ClipRecorder:
     async def close(self) -> None:
         """Stop the worker; recordings still open end with the frames they have."""
         if self._worker is not None:
-            with contextlib.suppress(queue.Full):
-                self._queue.put_nowait(None)
-            await asyncio.to_thread(self._worker.join, 2.0)
+            await asyncio.to_thread(self._stop_worker, self._worker)
             self._worker = None
         with self._lock:
             recordings, self._recordings = self._recordings, []
         for recording in recordings:
             _finish(recording)
+
+    def _stop_worker(self, worker: threading.Thread) -> None:
+        """Let the worker take the frames queued, then end it (2 s at most each)."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=2.0)
+        worker.join(2.0)
 
     def observe(self, state: StreamState, frame: SourceFrame, faces: list[FaceObservation]) -> None:
         """The frame observer: hands at most ``fps`` frames a second of each stream to the
@@ -200,7 +206,7 @@ class ClipRecorder:
         # one frame a period in the long run, whatever the jitter of the analysed frames
         self._due[state.id] = max(due or now, now - period / 2) + period
         try:
-            self._queue.put_nowait((state.id, now, frame.image, faces))
+            self._queue.put_nowait((state.id, frame, faces))  # its pixels read in the worker
         except queue.Full:
             self.dropped += 1
 
@@ -240,9 +246,9 @@ class ClipRecorder:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            stream_id, capture_time, image, faces = item
+            stream_id, source, faces = item
             try:
-                frame = clip_frame(image, capture_time, faces, self.height)
+                frame = clip_frame(source.image, source.capture_time, faces, self.height)
             except Exception as error:  # a bad frame must not end the clips
                 log(logger, logging.WARNING, "clip.frame_error", error=describe_error(error))
                 continue
