@@ -222,7 +222,7 @@ class ClipRecorder:
             return len(ring) if ring else 0
 
     async def record(self, stream_id: str, at: float) -> list[ClipFrame]:
-        """The stream's frames from ``before_s`` before ``at`` (an alert's capture time)
+        """The stream's frames from ``before_s`` before ``at`` (the alert's time)
         to ``after_s`` after it; waits for the later ones, ``RECORD_SLACK_S`` at most
         past them if the stream goes quiet."""
         loop = asyncio.get_running_loop()

@@ -113,6 +113,10 @@ class EvidenceStore:
             task = asyncio.create_task(self._record_clip(event), name="evidence clip")
             self._recording.add(task)
             task.add_done_callback(self._recording.discard)
+        self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        """Apply the retention limits in the background, unless a pass is running."""
         if self._pruning is None or self._pruning.done():
             self._pruning = asyncio.create_task(self._prune_now(), name="evidence prune")
 
@@ -145,6 +149,7 @@ class EvidenceStore:
             )
             async with self._lock:
                 await asyncio.to_thread(self._place_clip, event, staged, times)
+            self._prune_soon()  # the clip counts towards max_bytes
         except Exception as error:  # the rest of the evidence stays
             log(
                 logger,
