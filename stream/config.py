@@ -249,6 +249,29 @@ class EvidenceConfig(Section):
     max_alerts: int = Field(1000, ge=1, le=1_000_000, description="alerts kept, oldest removed")
     max_age_days: float = Field(30.0, gt=0, le=3650, description="evidence older than this goes")
     max_megabytes: float = Field(2048.0, gt=0, le=1_000_000, description="evidence kept in all")
+    clip_before_s: float = Field(
+        4.0, ge=0, le=30, description="seconds of video kept before an alert for its clip (0: none)"
+    )
+    clip_after_s: float = Field(3.0, ge=0, le=30, description="seconds recorded after an alert")
+    clip_fps: float = Field(
+        5.0, gt=0, le=30, description="clip frames per second (at most the analysed frame rate)"
+    )
+    clip_height: int = Field(360, ge=120, le=1080, description="clip height in pixels")
+    link_ttl_s: float = Field(
+        7 * 86400, ge=1, le=365 * 86400, description="how long a signed evidence link is valid"
+    )
+    link_key: SecretStr | None = Field(
+        None,
+        description="key signing evidence links (16+ characters); unset: a random one kept in "
+        "the evidence folder (.link-key, mode 0600); never shown",
+    )
+
+    @field_validator("link_key")
+    @classmethod
+    def _check_link_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("link_key must be at least 16 characters")
+        return key
 
 
 WebhookEvent = Literal["deepfake.suspected", "deepfake.cleared", "stream.down", "stream.up"]
@@ -613,7 +636,7 @@ def _describe_section(value: BaseModel, indent: str) -> list[str]:
             lines.append(f"{indent}{key}:{comment}")
             lines += _describe_section(shown, indent + "  ")
             continue
-        if name == "token" and shown is not None:
+        if (name == "token" and shown is not None) or isinstance(shown, SecretStr):
             shown = MASK
         if name.endswith("_url") and isinstance(shown, str):
             shown = redact_url(shown)

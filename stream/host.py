@@ -44,7 +44,9 @@ from fakewatch.stream.http.local import LocalStreams
 from fakewatch.stream.http.routes import Route
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
+from fakewatch.stream.sinks.clips import ClipRecorder
 from fakewatch.stream.sinks.evidence import EvidenceStore
+from fakewatch.stream.sinks.links import LinkSigner, load_link_key
 from fakewatch.stream.sinks.log import LogSink
 from fakewatch.stream.sinks.recent import RecentEvents
 from fakewatch.stream.sinks.webhooks import WebhookSink
@@ -75,20 +77,36 @@ class Sinks:
         return [self.recent, self.evidence, *([self.webhooks] if self.webhooks else [])]
 
     async def start(self, base_url: str) -> None:
-        """Start delivering webhooks, with evidence links under ``base_url``."""
+        """Start recording clips and delivering webhooks, with evidence links under
+        ``base_url``."""
+        if self.evidence.clips is not None:
+            self.evidence.clips.start()
         if self.webhooks is not None:
             self.webhooks.set_base_url(base_url)
             await self.webhooks.start()
 
 
-def open_sinks(config: ServiceConfig, metrics: PipelineMetrics) -> Sinks:
-    """The stores of the events, as configured (the one place a host builds them)."""
+def open_sinks(config: ServiceConfig, metrics: PipelineMetrics, clips: bool = False) -> Sinks:
+    """The stores of the events, as configured (the one place a host builds them). With
+    ``clips`` (a host whose frames reach :attr:`EvidenceStore.clips`' observer) alerts
+    get clips, unless ``evidence.clip_before_s`` is 0."""
     settings = config.evidence
+    recorder = None
+    if clips and settings.clip_before_s > 0:
+        recorder = ClipRecorder(
+            settings.clip_before_s, settings.clip_after_s, settings.clip_fps, settings.clip_height
+        )
+    key = settings.link_key
     evidence = EvidenceStore(
         settings.folder,
         max_alerts=settings.max_alerts,
         max_age_s=settings.max_age_days * 86400,
         max_bytes=round(settings.max_megabytes * 1024**2),
+        clips=recorder,
+        signer=LinkSigner(
+            key.get_secret_value().encode() if key else load_link_key(settings.folder),
+            settings.link_ttl_s,
+        ),
     )
     recent = RecentEvents()
     recent.seed(evidence.recent(limit=RECENT_FROM_EVIDENCE)[::-1])  # alerts before a restart
@@ -258,7 +276,7 @@ def open_service(
     then ``sinks``; the wrappers go to
     :func:`~fakewatch.stream.analysis.factory.open_pipeline`."""
     metrics = PipelineMetrics()
-    stores = open_sinks(config, metrics)
+    stores = open_sinks(config, metrics, clips=True)
     pipeline = open_pipeline(
         config,
         [LogSink(), *stores.ordered(), *(sinks or [])],
@@ -266,6 +284,8 @@ def open_service(
         wrap_segmenter=wrap_segmenter,
         wrap_detector=wrap_detector,
     )
+    if stores.evidence.clips is not None:
+        pipeline.observers.append(stores.evidence.clips.observe)
     return Service(config, pipeline, stores)
 
 

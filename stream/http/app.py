@@ -4,10 +4,14 @@
 ``Authorization: Bearer <token>`` (compared in constant time). Health, readiness and
 metrics stay open for probes and scrapers. Every error is JSON:
 ``{"error": "<what went wrong and what to do>"}``. The routes are those of
-:data:`~fakewatch.stream.http.routes.ROUTES`, documented at ``/api/openapi.json``. The
-stream routes act through a :class:`~fakewatch.stream.http.control.StreamControl`, so
-``fakewatch serve`` and the cluster's front answer the same API; a host adds its own
-routes with ``extra``, documented like the rest.
+:data:`~fakewatch.stream.http.routes.ROUTES`, documented at ``/api/openapi.json``. An
+evidence file is also served without the token on a signed link
+(``?expires=...&sig=...``, as webhook bodies give them;
+:mod:`~fakewatch.stream.sinks.links`); a link whose signature does not match its path
+and expiry, or that has expired, is refused with 403. The stream routes act through a
+:class:`~fakewatch.stream.http.control.StreamControl`, so ``fakewatch serve`` and the
+cluster's front answer the same API; a host adds its own routes with ``extra``,
+documented like the rest.
 """
 
 from __future__ import annotations
@@ -35,11 +39,20 @@ MAX_BODY_BYTES = 1024 * 1024
 """The largest request body read at all (SDP offers, JSON)."""
 
 
+EVIDENCE_PREFIX = "/api/evidence/"
+LINK_PARAMS = ("expires", "sig")
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token on control endpoints; every error answered as JSON."""
+    """Bearer token on control endpoints, or a valid signed link to evidence; every error
+    answered as JSON."""
     token = request.app[CONFIG].server.token
-    if token and request.path.startswith("/api/"):
+    if any(name in request.query for name in LINK_PARAMS):
+        refusal = _link_refusal(request)
+        if refusal is not None:
+            return error(403, refusal)
+    elif token and request.path.startswith("/api/"):
         given = request.headers.get("Authorization", "")
         expected = f"Bearer {token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -63,6 +76,17 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             error=describe_error(exc),
         )
         return error(500, "internal error; see the service log")
+
+
+def _link_refusal(request: web.Request) -> str | None:
+    """Why a signed link is refused; ``None`` when it is a valid link to evidence."""
+    if not request.path.startswith(EVIDENCE_PREFIX) or request.method not in ("GET", "HEAD"):
+        return "signed links only open evidence files (GET)"
+    values = [request.query.getall(name, []) for name in LINK_PARAMS]
+    if any(len(found) != 1 for found in values) or len(request.query) != len(LINK_PARAMS):
+        return "a signed link has one expires and one sig and nothing else"
+    (expires,), (sig,) = values
+    return request.app[EVIDENCE].signer.refusal(request.path, expires, sig)
 
 
 def build_app(

@@ -1,5 +1,10 @@
 """The event routes: recent events with their evidence links and reviews, a person's
-review of an alert, and evidence files."""
+review of an alert, and evidence files.
+
+An event's ``evidence_urls`` are plain API paths (they need the token, as the page
+sends it); its ``clip`` is listed once the clip is written. Evidence files are served
+with HTTP range requests (a video element seeks with them).
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,16 @@ from fakewatch.stream.http.schemas import (
     read_json,
     read_query,
 )
-from fakewatch.stream.sinks.evidence import FILES, evidence_links
+from fakewatch.stream.sinks.evidence import CLIP, FILES
 
 
 def _with_links(request: web.Request, event: dict[str, Any]) -> dict[str, Any]:
     store = request.app[EVIDENCE]
     if store.has(event["id"]):
-        event = {**event, "evidence_urls": evidence_links(base_url(request), event["id"])}
+        links = store.links(base_url(request), event["id"])
+        if store.path(event["id"], CLIP) is None:
+            links.pop("clip", None)
+        event = {**event, "evidence_urls": links}
         review = store.review(event["id"])
         if review is not None:
             event["review"] = review

@@ -31,10 +31,11 @@ STATIC_TYPES = {
     ".ico": "image/x-icon",
 }
 PAGE_HEADERS = {
-    # scripts, styles and fetches from this origin only; images also from blob: URLs
-    # (evidence is fetched with the token and shown as blobs)
+    # scripts, styles and fetches from this origin only; images and the clip also from
+    # blob: URLs (evidence is fetched with the token and shown as blobs)
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; base-uri 'none'; "
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+        "base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -146,7 +146,7 @@ class Event(Body):
     window: WindowSummary | None
     evidence: EvidenceSummary | None
     evidence_urls: dict[str, str] | None = Field(
-        None, description="where the alert's frame, crop and mask are served"
+        None, description="where the alert's frame, crop, mask and (once written) clip are served"
     )
     review: Review | None = Field(None, description="a person's verdict, once given")
 
@@ -218,6 +218,14 @@ class EventsQuery(Body):
         description="only events newer than the event with this id (a cursor to poll "
         "with; all recent ones when it is no longer known)",
     )
+
+
+class SignedLink(Body):
+    """``GET /api/evidence/{id}/{name}`` without the token: a signed link's query, as
+    webhook bodies give it (both or neither)."""
+
+    expires: int | None = Field(None, description="when the link expires (Unix seconds)")
+    sig: str | None = Field(None, description="HMAC-SHA256 of the path and expiry, base64url")
 
 
 class EventList(Body):

@@ -9,12 +9,21 @@ event's id:
 - ``event.json``: the event as the API and webhooks describe it;
 - ``review.json``, once a person has reviewed the alert: their verdict
   (``confirmed`` or ``false_positive``), a note and when (:meth:`EvidenceStore.review`).
+- ``clip.mp4`` and ``clip.json``, when clips are on: the video from ``clip_before_s``
+  before the alert to ``clip_after_s`` after it, the alerting face's mask drawn on each
+  frame (:mod:`~fakewatch.stream.sinks.clips`), and the capture time of each of its
+  frames. They come ``clip_after_s`` (and the encoding) after the rest; a clip still
+  being recorded when the service stops is written with the frames it has.
 
 Files are written to a temporary name and renamed, so a reader never sees half a
 picture, and the store outlives the process: evidence of an older alert is still
 served after a restart (:func:`evidence_links` says where). Retention keeps at most
 ``max_alerts`` folders, none older than ``max_age_s``, and at most ``max_bytes`` in all,
-oldest removed first.
+oldest removed first; a clip goes with its alert.
+
+:meth:`EvidenceStore.links` are where the files are served: plain API paths (behind the
+token), or signed and expiring ones (:mod:`~fakewatch.stream.sinks.links`) for webhook
+receivers.
 """
 
 from __future__ import annotations
@@ -34,23 +43,48 @@ import numpy as np
 from fakewatch.engines.crop import paste_mask
 from fakewatch.engines.overlay import draw_faces, heatmap_overlay
 from fakewatch.stream.analysis.events import Event, EventType
-from fakewatch.stream.logs import LOGGER_NAME, log
+from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
+from fakewatch.stream.sinks.clips import ClipRecorder, encode_clip
+from fakewatch.stream.sinks.links import LinkSigner, load_link_key
 
 logger = logging.getLogger(f"{LOGGER_NAME}.evidence")
 
-FILES = {"frame.jpg": "image/jpeg", "crop.jpg": "image/jpeg", "mask.png": "image/png"}
+FILES = {
+    "frame.jpg": "image/jpeg",
+    "crop.jpg": "image/jpeg",
+    "mask.png": "image/png",
+    "clip.mp4": "video/mp4",
+}
+PICTURES = ("frame.jpg", "crop.jpg", "mask.png")
+CLIP, CLIP_TIMES = "clip.mp4", "clip.json"
 REVIEW = "review.json"
 EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
 JPEG_QUALITY = 90
+DEFAULT_LINK_TTL_S = 7 * 86400.0
 
 
-def evidence_links(base_url: str, event_id: str) -> dict[str, str]:
-    """Where the API serves an alert's evidence files, under ``base_url``."""
-    return {name.split(".")[0]: f"{base_url}/api/evidence/{event_id}/{name}" for name in FILES}
+def evidence_path(event_id: str, name: str) -> str:
+    """The API path of one evidence file."""
+    return f"/api/evidence/{event_id}/{name}"
+
+
+def evidence_links(
+    base_url: str, event_id: str, signer: LinkSigner | None = None, clip: bool = False
+) -> dict[str, str]:
+    """Where the API serves an alert's evidence files, under ``base_url``: by name
+    (``frame``, ``crop``, ``mask``, and ``clip`` if ``clip``), signed by ``signer`` if
+    given."""
+    names = [*PICTURES, *([CLIP] if clip else [])]
+    paths = {name.split(".")[0]: evidence_path(event_id, name) for name in names}
+    if signer is not None:
+        paths = {key: signer.sign(path) for key, path in paths.items()}
+    return {key: f"{base_url}{path}" for key, path in paths.items()}
 
 
 class EvidenceStore:
-    """Writes and serves alert evidence under ``folder``; an event sink."""
+    """Writes and serves alert evidence under ``folder``; an event sink. With ``clips``
+    each alert also gets its clip; ``signer`` signs the links given to webhook receivers
+    (by default with the key kept in ``folder``)."""
 
     def __init__(
         self,
@@ -58,12 +92,17 @@ class EvidenceStore:
         max_alerts: int = 1000,
         max_age_s: float = 30 * 86400,
         max_bytes: int = 2 * 1024**3,
+        clips: ClipRecorder | None = None,
+        signer: LinkSigner | None = None,
     ) -> None:
         self.folder = folder
         self.max_alerts, self.max_age_s, self.max_bytes = max_alerts, max_age_s, max_bytes
         folder.mkdir(parents=True, exist_ok=True)
+        self.clips = clips
+        self.signer = signer or LinkSigner(load_link_key(folder), DEFAULT_LINK_TTL_S)
         self._lock = asyncio.Lock()
         self._pruning: asyncio.Task[None] | None = None
+        self._recording: set[asyncio.Task[None]] = set()
 
     async def emit(self, event: Event) -> None:
         """Write the alert's evidence; the retention limits apply afterwards, in the
@@ -73,13 +112,82 @@ class EvidenceStore:
             return
         async with self._lock:
             await asyncio.to_thread(self._write, event)
+        if self.clips is not None:
+            task = asyncio.create_task(self._record_clip(event), name="evidence clip")
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
+        self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        """Apply the retention limits in the background, unless a pass is running."""
         if self._pruning is None or self._pruning.done():
             self._pruning = asyncio.create_task(self._prune_now(), name="evidence prune")
 
+    def links(self, base_url: str, event_id: str, signed: bool = False) -> dict[str, str]:
+        """Where the API serves an alert's evidence (signed links if ``signed``); the clip
+        is among them when clips are on."""
+        signer = self.signer if signed else None
+        return evidence_links(base_url, event_id, signer, clip=self.clips is not None)
+
     async def close(self) -> None:
-        """Wait for a retention pass still running."""
+        """End the clips being recorded (with the frames they have), write them, and wait
+        for a retention pass still running."""
+        if self.clips is not None:
+            await self.clips.close()
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
         if self._pruning is not None:
             await self._pruning
+
+    async def _record_clip(self, event: Event) -> None:
+        assert self.clips is not None and event.evidence is not None
+        frames = await self.clips.record(event.stream_id, event.time)
+        if not frames:
+            return
+        threshold = event.window.enter_threshold if event.window else 0.5
+        staged = self.folder / f".{event.id}.{CLIP}"
+        try:
+            times = await asyncio.to_thread(
+                encode_clip, frames, event.evidence.track, threshold, staged
+            )
+            async with self._lock:
+                await asyncio.to_thread(self._place_clip, event, staged, times)
+            self._prune_soon()  # the clip counts towards max_bytes
+        except Exception as error:  # the rest of the evidence stays
+            log(
+                logger,
+                logging.ERROR,
+                "evidence.clip_error",
+                event_id=event.id,
+                error=describe_error(error),
+            )
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _place_clip(self, event: Event, staged: Path, times: list[float]) -> None:
+        target = self.folder / event.id
+        if not self.has(event.id):
+            return  # removed by retention meanwhile
+        details = {"alert_time": round(event.time, 3), "times": [round(t, 3) for t in times]}
+        partial = target / f".{CLIP_TIMES}.partial"
+        partial.write_text(json.dumps(details))
+        partial.replace(target / CLIP_TIMES)
+        staged.replace(target / CLIP)
+        log(
+            logger,
+            logging.INFO,
+            "evidence.clip_stored",
+            event_id=event.id,
+            frames=len(times),
+            seconds=round(times[-1] - times[0], 3),
+        )
+
+    def clip_times(self, event_id: str) -> dict[str, Any] | None:
+        """The alert's time and each clip frame's capture time, once the clip is written."""
+        path = self.folder / event_id / CLIP_TIMES
+        if not EVENT_ID.match(event_id) or not path.is_file():
+            return None
+        return dict(json.loads(path.read_text()))
 
     async def _prune_now(self) -> None:
         async with self._lock:

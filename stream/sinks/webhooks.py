@@ -15,9 +15,13 @@ time, in seconds) and ``webhook-signature``, one ``v1,<base64 HMAC-SHA256 of
      "data": {<the event as the API shows it>, "evidence_urls": {"frame": ..., ...}}}
 
 ``evidence_urls`` (absolute, from ``server.public_url`` or the address the API is bound
-to) come with suspected events whose evidence was stored. Outcomes: any 2xx is
-delivered; ``410 Gone`` disables the endpoint (kept across restarts until its URL
-changes); anything else (3xx included: redirects are not followed), a timeout or a
+to) come with suspected events whose evidence was stored: ``frame``, ``crop``, ``mask``
+and, when clips are on, ``clip`` (written ``evidence.clip_after_s`` after the alert; 404
+until then). They are signed and expire after ``evidence.link_ttl_s``
+(:mod:`~fakewatch.stream.sinks.links`), so a receiver opens them without the API token.
+
+Outcomes: any 2xx is delivered; ``410 Gone`` disables the endpoint (kept across restarts
+until its URL changes); anything else (3xx included: redirects are not followed), a timeout or a
 connection error is retried after an exponential backoff with jitter, or after the
 ``Retry-After`` the receiver asked for (capped at ``max_backoff_s``), until
 ``max_attempts`` or ``max_age_s``. Deliveries are not ordered (the body's ``timestamp``
@@ -39,7 +43,7 @@ from fakewatch.stream.config import WebhooksConfig
 from fakewatch.stream.logs import LOGGER_NAME, log
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sinks.delivery import WebhookDelivery
-from fakewatch.stream.sinks.evidence import EvidenceStore, evidence_links
+from fakewatch.stream.sinks.evidence import EvidenceStore
 from fakewatch.stream.sinks.outbox import Delivery, Outbox
 from fakewatch.stream.sinks.signing import iso_time, webhook_id
 
@@ -89,7 +93,7 @@ class WebhookSink:
             and self.base_url
             and await asyncio.to_thread(self.evidence.has, event.id)
         ):
-            data["evidence_urls"] = evidence_links(self.base_url, event.id)
+            data["evidence_urls"] = self.evidence.links(self.base_url, event.id, signed=True)
         document = {"type": str(event.type), "timestamp": iso_time(event.time), "data": data}
         return json.dumps(document, separators=(",", ":"))
 

@@ -229,6 +229,15 @@ def test_a_barrage_of_hostile_requests_gets_json_errors_while_streams_run(
                 await tally.expect("404", 404, "DELETE", "/api/whip/" + ids["live"])
                 await tally.expect("404", 404, "GET", "/api/evidence/x/..%2F..%2Fetc%2Fpasswd")
                 await tally.expect("404", 404, "GET", "/api/evidence/nope/frame.jpg")
+                for query in (
+                    "expires=99999999999&sig=x",
+                    "expires=1e9&sig=",
+                    "sig=%ff%fe",
+                    "expires=" + "9" * 40 + "&sig=a",
+                    "expires=1&expires=2&sig=a",
+                ):
+                    await tally.expect("403", 403, "GET", f"/api/evidence/nope/frame.jpg?{query}")
+                await tally.expect("403", 403, "GET", "/api/streams?expires=99999999999&sig=x")
                 await tally.expect("404", 404, "GET", "/static/..%2Fapi.py")
                 await tally.expect("405", 405, "PUT", "/api/streams")
 

@@ -1,4 +1,5 @@
-"""Secrets: stream passwords and query tokens never appear anywhere the service shows.
+"""Secrets: stream passwords, query tokens and the evidence link key never appear
+anywhere the service shows.
 
 A real RTSP server asks for basic auth; the service watches it with the password and a
 ``?token=`` secret in the URL, with a wrong password (an error path that quotes the URL),
@@ -6,12 +7,13 @@ and at a closed port (another), and the server restarts once (down, reconnect, u
 low alert threshold makes an alert with evidence, and a webhook receiver gets the events.
 Everything is then searched for the secrets: every log line at debug level (text and
 JSON), whatever reached the process's stdout and stderr (FFmpeg's own messages too), every
-API answer, the metrics, the evidence files and the outbox on disk, the webhook requests,
-and the output of ``fakewatch serve --print-config`` and ``fakewatch scan`` (the roboflow
-pattern: whatever path leads there). A TURN server's password (``webrtc.ice_servers``,
-a real coturn the service relays through) is searched for too, after a WHIP publisher
-has been answered with its relay: the publisher page's ICE servers, the WebRTC stream's
-state and the printed configuration must not show it.
+API answer, the metrics, the evidence files and the outbox on disk, the webhook requests
+and the evidence their signed links open, and the output of ``fakewatch serve
+--print-config`` and ``fakewatch scan`` (the roboflow pattern: whatever path leads there).
+A TURN server's password (``webrtc.ice_servers``, a real coturn the service relays
+through) is searched for too, after a WHIP publisher has been answered with its relay:
+the publisher page's ICE servers, the WebRTC stream's state and the printed
+configuration must not show it; so is the key that signs evidence links.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import yaml
@@ -66,7 +69,8 @@ WRONG_PASSWORD = "pw-Wr0ngX7"
 QUERY_TOKEN = "tok-7Hc2mRv4"
 TURN_USER = "turn-user-p2"
 TURN_PASSWORD = "turnpw-Gd5xL0q8"
-SECRETS = (USER, PASSWORD, WRONG_PASSWORD, QUERY_TOKEN, TURN_PASSWORD)
+LINK_KEY = "lk-Vb5nQ2xW8pR3tY6u"
+SECRETS = (USER, PASSWORD, WRONG_PASSWORD, QUERY_TOKEN, TURN_PASSWORD, LINK_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -156,14 +160,18 @@ def test_stream_passwords_and_tokens_never_appear_anywhere(
         print(
             f"\nsecrets: {len(places.texts)} places checked "
             f"({sum(len(t) for t in places.texts.values())} characters), 0 leaks of the user "
-            f"name, password, wrong password, ?token= value or TURN password; places by "
-            f"kind: {dict(kinds)}"
+            f"name, password, wrong password, ?token= value, TURN password or link key; "
+            f"places by kind: {dict(kinds)}"
         )
 
 
 def _config_file(folder: Path, url: str, ice_servers: list[dict[str, str]]) -> Path:
     path = folder / "fakewatch.yaml"
-    config = {"streams": [{"name": "door", "url": url}], "webrtc": {"ice_servers": ice_servers}}
+    config = {
+        "streams": [{"name": "door", "url": url}],
+        "webrtc": {"ice_servers": ice_servers},
+        "evidence": {"link_key": LINK_KEY},
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -183,6 +191,7 @@ async def _watch(
             "vote.enter_threshold": 0.02,  # an alert on a real face: its evidence is checked
             "vote.exit_threshold": 0.01,
             "vote.min_frames": 2,
+            "evidence.link_key": LINK_KEY,  # signs the webhook's evidence links
             "sources.reconnect_initial_s": 0.2,
             "sources.reconnect_max_s": 1.0,
             "webrtc.ice_servers": ice_servers,
@@ -225,6 +234,13 @@ async def _watch(
                 for name, link in event.get("evidence_urls", {}).items():
                     async with service.http.get(link) as response:
                         places.add(f"evidence {name} of {event['id']}", await response.read())
+            async with aiohttp.ClientSession() as anon:  # a receiver opens the signed links
+                for request in receiver.delivered():
+                    for name, link in request.json()["data"].get("evidence_urls", {}).items():
+                        async with anon.get(link) as response:
+                            assert response.status in (200, 404), (name, response.status)
+                            where = f"signed {name} of {request.id} ({len(places.texts)})"
+                            places.add(where, await response.read())
             places.add(
                 "events handed to sinks",
                 json.dumps([e.to_dict() for e in service.events.events]),

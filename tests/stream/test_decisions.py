@@ -9,9 +9,11 @@ live-swap recording followed by its face-swapped twin and the real one again.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from pathlib import Path
 
+import aiohttp
 import av
 import pytest
 
@@ -21,6 +23,7 @@ from tests.support.media import write_video
 from tests.support.peers import REPO, missing
 from tests.support.rtsp import StartRtspServer
 from tests.support.service import Service, serving
+from tests.support.webhooks import Receiver, endpoint, hooks, receiving
 
 pytestmark = pytest.mark.peer
 
@@ -32,6 +35,39 @@ def demo_pair() -> tuple[Path, Path]:
         return demo_clips(REPO / DEFAULT_CACHE)
     except ValueError as error:  # PyPI unreachable
         missing("the decision tests", str(error))
+
+
+async def check_clip(service: Service, receiver: Receiver, suspected: Event) -> None:
+    """The alert's webhook links its clip: signed, opened without the token once written,
+    an H.264 video whose frames run from before the alert to after it."""
+    await receiver.wait(lambda r: any(q.id == f"msg_{suspected.id}" for q in r.delivered()))
+    (request,) = [q for q in receiver.delivered() if q.id == f"msg_{suspected.id}"]
+    assert all(request.verified)
+    link = request.json()["data"]["evidence_urls"]["clip"]
+    settings = service.service.config.evidence
+    async with aiohttp.ClientSession() as anon:  # a receiver has no API token
+        deadline = time.monotonic() + settings.clip_after_s + 30
+        while True:
+            async with anon.get(link) as response:
+                if response.status == 200:
+                    assert response.content_type == "video/mp4"
+                    clip = await response.read()
+                    break
+                assert response.status == 404 and time.monotonic() < deadline
+            await asyncio.sleep(0.5)
+        async with anon.get(link, headers={"Range": "bytes=0-99"}) as response:
+            assert response.status == 206 and len(await response.read()) == 100
+    times = service.service.evidence.clip_times(suspected.id)
+    assert times is not None
+    with av.open(io.BytesIO(clip)) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.name == "h264" and video.height <= settings.clip_height
+        decoded = [frame.time for frame in container.decode(video=0)]
+    assert len(decoded) == len(times["times"]) >= 5
+    first, last = times["times"][0], times["times"][-1]
+    assert first <= suspected.time <= last  # the clip covers the alert
+    assert suspected.evidence is not None and first <= suspected.evidence.capture_time
+    assert decoded[-1] == pytest.approx(last - first, abs=0.01)
 
 
 async def suspected_then_cleared(
@@ -50,7 +86,7 @@ def test_manipulated_span_is_suspected_then_cleared_and_the_real_clip_is_not(
     real_server, twin_server = rtsp_server(real), rtsp_server(twin)
 
     async def run() -> None:
-        async with serving() as service:
+        async with receiving() as receiver, serving(**hooks(endpoint(receiver))) as service:
             quiet = await service.add(real_server.url, "real")
             # the server sends the clip in real time from the moment the stream connects,
             # so clip time t is captured at about start + t
@@ -70,6 +106,7 @@ def test_manipulated_span_is_suspected_then_cleared_and_the_real_clip_is_not(
                 listed = {e["id"]: e for e in (await response.json())["events"]}
             async with service.http.get(listed[suspected.id]["evidence_urls"]["frame"]) as answer:
                 assert answer.status == 200 and answer.content_type == "image/jpeg"
+            await check_clip(service, receiver, suspected)
             await asyncio.sleep(max(0.0, start + 19.0 - time.time()))
             state = await service.state(quiet)
             assert state["faces_analysed"] > 50
@@ -103,11 +140,12 @@ def test_live_swap_between_real_recordings_is_suspected_then_cleared(
     server = rtsp_server(clip)
 
     async def run() -> None:
-        async with serving() as service:
+        async with receiving() as receiver, serving(**hooks(endpoint(receiver))) as service:
             start = time.time()
             stream_id = await service.add(server.url, "call")
             suspected, cleared = await suspected_then_cleared(service, stream_id)
             assert length < suspected.time - start < 2 * length
             assert 2 * length <= cleared.time - start < 2 * length + 4
+            await check_clip(service, receiver, suspected)
 
     asyncio.run(run())

@@ -18,6 +18,11 @@ from fakewatch.stream.sinks.evidence import EvidenceStore
 from tests.support.service import serving
 
 
+def folders(path: Path) -> list[str]:
+    """The alerts' folders in an evidence folder (beside its link key)."""
+    return [p.name for p in path.iterdir() if not p.name.startswith(".")]
+
+
 def suspected(frame: np.ndarray, score: float = 0.93) -> Event:
     face = Box(180.0, 60.0, 330.0, 240.0)
     crop = crop_face(frame, face, 224, 1.3)
@@ -34,7 +39,8 @@ def test_evidence_is_written_whole_and_read_back(tmp_path: Path, astronaut: np.n
     event = suspected(astronaut)
     asyncio.run(store.emit(event))
     asyncio.run(store.emit(Event(EventType.STREAM_UP, "s1", "door", "x")))  # no evidence
-    assert [p.name for p in tmp_path.iterdir()] == [event.id]
+    assert folders(tmp_path) == [event.id]
+    assert (tmp_path / ".link-key").stat().st_mode & 0o777 == 0o600
     frame = cv2.imread(str(store.path(event.id, "frame.jpg")))
     assert frame.shape == astronaut.shape
     # the heatmap is drawn over the face and nowhere far from it
@@ -61,13 +67,13 @@ def test_retention_removes_the_oldest_first(tmp_path: Path, astronaut: np.ndarra
     for i, event in enumerate(events):
         asyncio.run(emit(event))  # prunes to the newest 3
         os.utime(tmp_path / event.id, (start + i, start + i))
-    assert len(list(tmp_path.iterdir())) == 3
+    assert len(folders(tmp_path)) == 3
     store.prune()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(e.id for e in events[2:])
+    assert sorted(folders(tmp_path)) == sorted(e.id for e in events[2:])
     assert store.prune(now=start + 3 + store.max_age_s + 0.5) == 2  # two are now too old
     size = sum(f.stat().st_size for f in (tmp_path / events[4].id).iterdir())
     small = EvidenceStore(tmp_path, max_bytes=size)
-    assert small.prune() == 0 and [p.name for p in tmp_path.iterdir()] == [events[4].id]
+    assert small.prune() == 0 and folders(tmp_path) == [events[4].id]
 
 
 def test_the_api_serves_evidence_behind_the_token_and_after_a_restart(
@@ -125,4 +131,4 @@ def test_alerts_written_during_a_retention_pass_are_counted_too(
         await store.close()
 
     asyncio.run(run())
-    assert len(list(tmp_path.iterdir())) == 1
+    assert len(folders(tmp_path)) == 1

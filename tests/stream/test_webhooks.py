@@ -100,8 +100,9 @@ def test_deliveries_are_signed_with_every_secret_and_link_the_evidence(
             assert data["window"]["scores"] == [0.88, 0.9, 0.93]
             assert data["evidence"]["face_box"] == [120.0, 60.0, 200.0, 150.0]
             links = data["evidence_urls"]
-            assert set(links) == {"frame", "crop", "mask"}
-            assert links["frame"] == f"{service.base}/api/evidence/{suspected.id}/frame.jpg"
+            assert set(links) == {"frame", "crop", "mask", "clip"}
+            frame_path = f"{service.base}/api/evidence/{suspected.id}/frame.jpg"
+            assert links["frame"].startswith(f"{frame_path}?expires=")
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
                 for name, magic in (
                     ("frame", b"\xff\xd8"),
@@ -131,6 +132,73 @@ def test_deliveries_are_signed_with_every_secret_and_link_the_evidence(
         for secret in receiver.secrets:
             for text in shown:
                 assert secret not in text and secret[6:] not in text
+
+    run(check)
+
+
+def tampered(link: str, at: int) -> str:
+    """``link`` with the character at ``at`` changed (still a valid URL character)."""
+    return f"{link[:at]}{'b' if link[at] == 'a' else 'a'}{link[at + 1 :]}"
+
+
+def test_a_receiver_opens_the_evidence_through_signed_links_without_the_token(
+    tmp_path: Path,
+) -> None:
+    async def check(receiver: Receiver) -> None:
+        async with serving(tmp_path, **hooks(endpoint(receiver, "all", "/all"))) as service:
+            suspected = alert()
+            await emit(service, suspected)
+            await receiver.wait(lambda r: len(r.delivered()) == 1)
+            (request,) = receiver.delivered()
+            assert request.verified == (True, True)
+            links = request.json()["data"]["evidence_urls"]
+            store = service.service.evidence
+            async with aiohttp.ClientSession() as anon:  # no token
+                for name, file, content_type in (
+                    ("frame", "frame.jpg", "image/jpeg"),
+                    ("crop", "crop.jpg", "image/jpeg"),
+                    ("mask", "mask.png", "image/png"),
+                ):
+                    async with anon.get(links[name]) as response:
+                        assert response.status == 200, name
+                        assert response.content_type == content_type
+                        on_disk = store.path(suspected.id, file)
+                        assert on_disk and await response.read() == on_disk.read_bytes()
+                    async with anon.get(links[name].split("?")[0]) as response:
+                        assert response.status == 401  # the path alone needs the token
+                frame = links["frame"]
+                path_at = frame.index("/frame.jpg") - 1  # the event id's last character
+                expires_at = frame.index("expires=") + len("expires=") + 3
+                for changed in (
+                    tampered(frame, path_at),
+                    frame.replace("/frame.jpg", "/crop.jpg"),
+                    tampered(frame, expires_at),
+                    tampered(frame, len(frame) - 5),  # the signature
+                    f"{frame}&extra=1",
+                    frame.replace("/api/evidence/", "/api/streams/").split("?")[0]
+                    + "?"
+                    + frame.split("?")[1],
+                ):
+                    async with anon.get(changed) as response:
+                        assert response.status == 403, changed
+                        assert "error" in await response.json()
+                async with anon.post(frame) as response:
+                    assert response.status == 403
+        receiver.requests.clear()
+        short = {"evidence.link_ttl_s": 1, **hooks(endpoint(receiver, "all", "/all"))}
+        async with serving(tmp_path, **short) as service:
+            await emit(service, alert())
+            await receiver.wait(lambda r: len(r.delivered()) == 1)
+            links = receiver.delivered()[0].json()["data"]["evidence_urls"]
+            async with aiohttp.ClientSession() as anon:
+                expires = int(links["mask"].split("expires=")[1].split("&")[0])
+                await asyncio.sleep(max(0.0, expires + 1.1 - time.time()))
+                async with anon.get(links["mask"]) as response:
+                    assert response.status == 403
+                    assert "expired" in (await response.json())["error"]
+        # the key lives in the evidence folder (0600): links outlive a restart
+        key = tmp_path / "evidence" / ".link-key"
+        assert key.stat().st_mode & 0o777 == 0o600
 
     run(check)
 

@@ -191,6 +191,28 @@ def test_streams_page_shows_the_live_score_alert_and_evidence(
     driver.save_screenshot(str(artifacts / "web-evidence.png"))
     one(driver, "evidence-close").click()
     assert not dialog.is_displayed()
+
+    # once the alert's clip is written, the dialog plays it
+    with_clip = '[data-testid="event"][data-clip="true"] [data-testid="evidence-thumb"]'
+    clip_thumb = wait_for(
+        lambda: driver.find_elements("css selector", with_clip), 30, "an alert's clip", driver
+    )[0]
+    clip_thumb.click()
+    video = one(driver, "evidence-clip", dialog)
+    playing = (
+        "const v = arguments[0]; return v.src.startsWith('blob:') && v.readyState >= 2 "
+        "&& v.duration > 0 && v.currentTime"
+    )
+    first = wait_for(lambda: driver.execute_script(playing, video), 15, "the clip to play", driver)
+    wait_for(
+        lambda: (now := driver.execute_script(playing, video)) and now != first,
+        15,
+        "the clip's time to advance",
+        driver,
+    )
+    assert video.is_displayed()
+    driver.save_screenshot(str(artifacts / "web-clip.png"))
+    one(driver, "evidence-close").click()
     assert "Content Security Policy" not in browser_log(driver)
 
     # add a stream through the form, then remove it with its button

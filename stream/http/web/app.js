@@ -218,6 +218,7 @@ function eventItem(event) {
   const text = el("span", { class: "detail" }, describe(event));
   item.append(time, " ", type, " ", text);
   const urls = event.evidence_urls;
+  if (urls && urls.clip) item.dataset.clip = "true";
   if (urls && urls.frame) {
     const button = el("button", { type: "button", class: "thumb", "data-testid": "evidence-thumb" });
     button.setAttribute("aria-label", `Open the evidence of ${event.stream.name} at ${time.textContent}`);
@@ -272,9 +273,13 @@ function reviewControls(event) {
   return box;
 }
 
-// An event's evidence is written after the event: its links may come on a later poll.
-const eventKey = (event) =>
-  `${event.id}${event.evidence_urls ? "+evidence" : ""}${event.review ? `+${event.review.verdict}` : ""}`;
+// An event's evidence is written after the event, and its clip seconds later: their
+// links may come on a later poll; a review changes it too.
+const eventKey = (event) => {
+  const urls = event.evidence_urls;
+  const review = event.review ? `+${event.review.verdict}` : "";
+  return `${event.id}${urls ? "+evidence" : ""}${urls && urls.clip ? "+clip" : ""}${review}`;
+};
 
 function renderEvents(events) {
   const list = $("events");
@@ -295,19 +300,27 @@ async function openEvidence(urls) {
   const dialog = $("evidence");
   const images = [[$("evidence-crop"), urls.crop], [$("evidence-mask"), urls.mask]];
   for (const [img] of images) img.removeAttribute("src");
+  const video = $("evidence-clip");
+  video.removeAttribute("src");
+  $("evidence-clip-figure").hidden = !urls.clip;
   dialog.showModal();
   try {
     for (const [img, url] of images) if (url) img.src = await blobUrl(url);
+    if (urls.clip) {
+      video.src = await blobUrl(urls.clip);
+      await video.play().catch(() => {});  // autoplay may be refused: the controls remain
+    }
   } catch (error) {
     setStatus(`could not load the evidence: ${error.message}`, true);
   }
 }
 
 function closeEvidence() {
-  for (const img of [$("evidence-crop"), $("evidence-mask")]) {
-    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-    img.removeAttribute("src");
+  for (const media of [$("evidence-crop"), $("evidence-mask"), $("evidence-clip")]) {
+    if (media.src.startsWith("blob:")) URL.revokeObjectURL(media.src);
+    media.removeAttribute("src");
   }
+  $("evidence-clip").load();  // let go of the clip
 }
 
 // ---- polling ---------------------------------------------------------------
