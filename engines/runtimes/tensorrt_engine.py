@@ -150,6 +150,16 @@ def check_artifact(artifact: Artifact, gpu: str, capability: str, version: str) 
         )
 
 
+def torch_dtype(torch: Any, trt_dtype: Any) -> Any:
+    """The torch dtype of a TensorRT ``DataType`` an engine's input or output has."""
+    name = getattr(trt_dtype, "name", str(trt_dtype)).rsplit(".", 1)[-1]
+    dtypes = {"UINT8": "uint8", "INT8": "int8", "INT32": "int32", "HALF": "float16"}
+    dtypes |= {"FLOAT": "float32", "BF16": "bfloat16"}
+    if name not in dtypes:
+        raise BackendUnavailable(f"tensorrt: the engine has a {name} tensor; rebuild it")
+    return getattr(torch, dtypes[name])
+
+
 class TensorRtEngine(Engine):
     """A TensorRT engine built for this GPU, run by TensorRT's own runtime."""
 
@@ -204,8 +214,8 @@ class TensorRtEngine(Engine):
                 "expected one of each; rebuild it"
             )
         self._input, self._output = inputs[0], outputs[0]
-        out_dtype = engine.get_tensor_dtype(self._output)
-        self._out_dtype = torch.float16 if out_dtype == tensorrt.DataType.HALF else torch.float32
+        self._in_dtype = torch_dtype(torch, engine.get_tensor_dtype(self._input))
+        self._out_dtype = torch_dtype(torch, engine.get_tensor_dtype(self._output))
         self._stream = torch.cuda.Stream(self._device)  # type: ignore[no-untyped-call]
         detail = f"tensorrt {tensorrt.__version__} {gpu} (sm {capability})"
         super().__init__(bundle, EngineInfo("tensorrt", device, precision, detail))
@@ -214,6 +224,7 @@ class TensorRtEngine(Engine):
         torch = self._torch
         with torch.inference_mode(), torch.cuda.stream(self._stream):
             batch = torch.from_numpy(crops).to(self._device, non_blocking=True)
+            batch = batch.to(self._in_dtype)  # uint8 unless TensorRT chose otherwise
             context = self._context
             context.set_input_shape(self._input, tuple(batch.shape))
             shape = tuple(context.get_tensor_shape(self._output))

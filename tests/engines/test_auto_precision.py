@@ -234,3 +234,31 @@ def test_the_shipped_bundle_runs_f32_and_says_why() -> None:
     assert choice.precision == "f32"
     assert "int8 failed its parity check" in choice.reason
     assert "bf16 failed its parity check" in choice.reason
+
+
+def test_the_service_logs_and_exports_what_auto_picked(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import logging
+
+    from tests.support.service import serving
+
+    async def run() -> str:
+        async with serving() as service:
+            return await service.metrics_text()
+
+    with caplog.at_level(logging.INFO, logger="fakewatch"):
+        text = asyncio.run(run())
+    (info,) = [line for line in text.splitlines() if line.startswith("fakewatch_build_info{")]
+    assert 'engine="openvino/cpu/f32"' in info
+    assert 'precision="f32"' in info
+    assert "bf16 failed its parity check" in info
+    picked = [r.getMessage() for r in caplog.records if r.name == "fakewatch.engines"]
+    assert any("openvino/cpu/f32 (auto)" in m and "int8 failed" in m for m in picked)
+    # naming a precision is reported as such
+    with caplog.at_level(logging.INFO, logger="fakewatch"):
+
+        async def named() -> str:
+            async with serving(**{"engine.precision": "f32"}) as service:
+                return await service.metrics_text()
+
+        assert 'precision_reason="asked for in engine.precision"' in asyncio.run(named())

@@ -209,3 +209,17 @@ def test_auto_on_cuda_keeps_f32_without_a_checked_fp16_engine(
     with pytest.raises(BackendUnavailable, match="engine is fp16, not f32"):
         open_engine(bundle, "auto", "cuda")
     assert opened == [("tensorrt", "cuda", "f32"), ("torch", "cuda", "f32")]
+
+
+def test_tensorrt_tensor_types_map_to_torch() -> None:
+    from fakewatch.engines.runtimes.tensorrt_engine import torch_dtype
+
+    class DataType:  # how TensorRT's enum values name themselves
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    assert torch_dtype(torch, DataType("UINT8")) is torch.uint8
+    assert torch_dtype(torch, DataType("HALF")) is torch.float16
+    assert torch_dtype(torch, DataType("FLOAT")) is torch.float32
+    with pytest.raises(BackendUnavailable, match="FP8 tensor"):
+        torch_dtype(torch, DataType("FP8"))
