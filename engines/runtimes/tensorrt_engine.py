@@ -12,6 +12,7 @@ artefact and compared before it is loaded, with an error that says to rebuild.
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,19 @@ def batch_inputs(torch_tensorrt: Any, size: int, max_batch: int) -> list[Any]:
     ]
 
 
+def precision_options(torch_tensorrt: Any, dtype: Any) -> dict[str, Any]:
+    """How to ask torch-tensorrt for ``dtype``: a strongly typed network (the layers keep
+    the network's own dtypes) where it offers ``use_explicit_typing``, as TensorRT 11
+    requires; else ``enabled_precisions``."""
+    try:
+        parameters = inspect.signature(torch_tensorrt.dynamo.compile).parameters
+    except (AttributeError, TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    if "use_explicit_typing" in parameters:
+        return {"use_explicit_typing": True}
+    return {"enabled_precisions": {dtype}}
+
+
 def compile_tensorrt(
     bundle: EngineBundle, precision: str = "fp16", max_batch: int = 64, device: str = "cuda"
 ) -> Artifact:
@@ -93,15 +107,17 @@ def compile_tensorrt(
     tensorrt = import_tensorrt()
     name, capability = gpu_of(torch, where)
     size = bundle.spec.input_size
-    model = DeployedSegmenter(load_network(bundle), bundle.spec).eval().to(where.torch_name)
     dtype = torch.float16 if precision == "fp16" else torch.float32
+    # the network computes in the precision asked for (its output is float32 either way)
+    model = DeployedSegmenter(load_network(bundle), bundle.spec).eval()
+    model = model.to(where.torch_name, dtype=dtype)
     plan = torch_tensorrt.convert_method_to_trt_engine(
         model,
         "forward",
         inputs=batch_inputs(torch_tensorrt, size, max_batch),
         ir="dynamo",
-        enabled_precisions={dtype},
         device=torch.device(where.torch_name),
+        **precision_options(torch_tensorrt, dtype),
     )
     target = bundle.folder / TENSORRT_FILE
     target.parent.mkdir(exist_ok=True)

@@ -143,6 +143,26 @@ def test_compile_hands_torch_tensorrt_a_batch_range(bundle: EngineBundle, gpu: R
     assert reloaded.manifest.artifacts["tensorrt"].notes["format"] == "tensorrt-plan"
 
 
+def test_a_strongly_typed_torch_tensorrt_gets_a_half_network_and_no_precision_set(
+    bundle: EngineBundle, gpu: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where torch-tensorrt builds strongly typed networks (TensorRT 11), the network's
+    own dtype sets the precision and ``enabled_precisions`` is refused."""
+    cast: list[Any] = []
+    monkeypatch.setattr(
+        torch.nn.Module, "to", lambda self, *args, **kwargs: cast.append(kwargs) or self
+    )
+
+    def compile(program: Any, *, use_explicit_typing: bool = True, **settings: Any) -> None:
+        raise AssertionError("not called")
+
+    gpu.dynamo = types.SimpleNamespace(compile=compile)  # type: ignore[attr-defined]
+    compile_tensorrt(bundle, "fp16")
+    (call,) = gpu.calls
+    assert call["use_explicit_typing"] is True and "enabled_precisions" not in call
+    assert cast == [{"dtype": torch.float16}]
+
+
 def test_compile_drops_the_checks_of_an_earlier_engine(bundle: EngineBundle, gpu: Recorder) -> None:
     from tests.engines.test_auto_precision import check
 
