@@ -11,12 +11,14 @@ of constraints.txt). There, carrying that folder, from the repository root::
 
 The engines are opened by ``open_engine`` as the service opens them: torch/cuda f32 (the
 baseline; torch's default TF32 convolutions), fp16 and bf16; onnxruntime's cuda and
-tensorrt providers where onnxruntime-gpu is installed; tensorrt fp16 compiled into a copy
-of the bundle by ``compile_tensorrt`` where torch-tensorrt imports; one that cannot run is
-listed with the reason. ``fakewatch.engines.bench`` times them in interleaved turns,
-numpy in and out, so host-device copies count as in the service; GFLOP/s is set against
-the best ``torch.matmul`` rate at the engine's precision (TF32 for f32). ``gpu-bench.json``
-and ``.md`` go to ``--out`` (``$OUT`` when set) after every batch size; the ratios come
+tensorrt providers where onnxruntime-gpu is installed; tensorrt fp16 built into a copy
+of the bundle by ``compile_tensorrt`` (TensorRT's serialised plan for batch 1 to the
+largest measured) where torch-tensorrt imports; one that cannot run is listed with the
+reason. The report also names what ``engine.precision: auto`` opens there, and why.
+``fakewatch.engines.bench`` times them in interleaved turns, numpy in and out, so
+host-device copies count as in the service; GFLOP/s is set against the best
+``torch.matmul`` rate at the engine's precision (TF32 for f32). ``gpu-bench.json`` and
+``.md`` go to ``--out`` (``$OUT`` when set) after every batch size; the ratios come
 last. Without a GPU, ``--device cpu --quick`` runs torch/cpu f32 and bf16.
 """
 
@@ -100,6 +102,8 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     """Largest mask difference from the baseline on the same crops."""
+    precision_auto: str = ""
+    """The engine ``engine.precision: auto`` opens here, and why."""
     rows: list[common.Cell] = field(default_factory=list)
     complete: bool = False
 
@@ -167,6 +171,7 @@ def open_engines(
             engines.append(open_engine(bundle, backend, where, precision))
         except (BackendUnavailable, ImportError) as error:
             report.skipped[label] = str(error)
+    built = bundle
     if device == "cuda" and report.settings["tensorrt"]:
         from fakewatch.engines.runtimes.tensorrt_engine import compile_tensorrt
 
@@ -176,10 +181,17 @@ def open_engines(
             compile_tensorrt(copy, "fp16", max_batch)
             engines.append(open_engine(copy, "tensorrt", "cuda", "fp16"))
             report.engines["tensorrt build"] = f"{time.perf_counter() - started:.0f} s"
+            built = copy
         except Exception as error:  # torch-tensorrt's own errors are of many kinds
             report.skipped["tensorrt/cuda/fp16"] = str(error).splitlines()[0][:300]
     for engine in engines:
         report.engines[engine.info.label] = engine.info.detail
+    try:  # as the service opens it: the TensorRT plan is fp16 with no parity check here
+        auto = open_engine(built, "auto", device)
+        report.precision_auto = f"{auto.info.label}: {auto.info.reason}"
+        auto.close()
+    except (BackendUnavailable, ImportError) as error:
+        report.precision_auto = f"nothing opened: {error}"
     return engines
 
 
@@ -213,6 +225,7 @@ def markdown(report: Report) -> str:
         f"- {report.flops_per_crop / 1e9:.3f} GFLOP a crop; settings {json.dumps(report.settings)}",
         *(f"- {label}: {detail}" for label, detail in report.engines.items()),
         *(f"- skipped {label}: {reason}" for label, reason in report.skipped.items()),
+        f"- engine.precision auto: {report.precision_auto or '-'}",
         "",
         "| GEMM ceiling | TFLOP/s |",
         "|---|---|",

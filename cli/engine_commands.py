@@ -47,12 +47,20 @@ def register(commands: Any) -> None:
         type=Path,
         nargs="+",
         default=[],
-        help="images/videos of real faces for int8 ranges and parity checks",
+        help="images/videos of real faces (two or more files): the even-numbered ones "
+        "calibrate int8, the others are held apart for the parity check",
     )
     build.add_argument(
         "--tolerance", type=float, default=0.03, help="largest frame-score change allowed vs f32"
     )
+    build.add_argument(
+        "--mean-tolerance",
+        type=float,
+        default=None,
+        help="largest mean mask-probability change allowed vs f32 (default 0.02)",
+    )
     build.add_argument("--max-batch", type=int, default=64, help="tensorrt: largest batch")
+    build.add_argument("--device", default="cuda", help="tensorrt: cuda or cuda:N")
     build.set_defaults(handler=cmd_build)
 
     info = sub.add_parser("info", help="verify a bundle and print its manifest summary")
@@ -98,13 +106,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     bundle = EngineBundle.load(args.bundle)
     if args.backend == "onnx":
         return _rebuild_onnx(bundle)
+    from fakewatch.engines.precision import DEFAULT_MEAN_TOLERANCE
+
+    limits = (args.tolerance, args.mean_tolerance or DEFAULT_MEAN_TOLERANCE)
     if args.backend == "tensorrt":
         from fakewatch.engines.runtimes.tensorrt_engine import compile_tensorrt
 
-        artifact = compile_tensorrt(bundle, args.precision or "fp16", args.max_batch)
+        precision = args.precision or "fp16"
+        artifact = compile_tensorrt(bundle, precision, args.max_batch, args.device)
         print(f"compiled TensorRT engine {artifact.path} for {artifact.notes['device']}")
-        return 0
-    return _build_openvino(bundle, args.precision or "f32", args.calibration, args.tolerance)
+        if precision == "f32":
+            return 0
+        if not args.calibration:
+            print(
+                f"no parity check: engine.precision auto keeps f32 until `fakewatch engine "
+                f"build {bundle.folder} --backend tensorrt --calibration DIR` records one"
+            )
+            return 0
+        return _check_tensorrt(bundle, args.device, precision, args.calibration, limits)
+    return _build_openvino(bundle, args.precision or "f32", args.calibration, limits)
 
 
 def _rebuild_onnx(bundle: Any) -> int:
@@ -124,9 +144,12 @@ def _rebuild_onnx(bundle: Any) -> int:
     return 0
 
 
-def _build_openvino(bundle: Any, precision: str, calibration: list[Path], tolerance: float) -> int:
+def _build_openvino(
+    bundle: Any, precision: str, calibration: list[Path], limits: tuple[float, float]
+) -> int:
+    from fakewatch.engines.auto_precision import measured_here
     from fakewatch.engines.faces import default_face_detector
-    from fakewatch.engines.precision import collect_crops, compare, quantize_int8, record_check
+    from fakewatch.engines.precision import calibration_and_check_crops, quantize_int8
     from fakewatch.engines.runtimes.openvino_engine import OpenVinoEngine
 
     reference = OpenVinoEngine(bundle, "cpu", "f32")
@@ -138,18 +161,57 @@ def _build_openvino(bundle: Any, precision: str, calibration: list[Path], tolera
         raise ValueError(
             f"--precision {precision} needs --calibration with images or videos of real faces"
         )
-    crops = collect_crops(calibration, bundle, default_face_detector())
-    described = f"{len(crops)} face crops from " + ", ".join(str(p) for p in calibration)
+    calibrate, held = calibration_and_check_crops(calibration, bundle, default_face_detector())
     if precision == "int8":
-        quantize_int8(bundle, crops)
+        quantize_int8(bundle, calibrate.crops)
     candidate = OpenVinoEngine(bundle, "cpu", precision, require_check=False)
-    check = compare(reference, candidate, crops, tolerance, described)
+    return _record(bundle, reference, candidate, held, limits, measured_here("openvino"))
+
+
+def _check_tensorrt(
+    bundle: Any, device: str, precision: str, media: list[Path], limits: tuple[float, float]
+) -> int:
+    from fakewatch.engines.auto_precision import measured_here
+    from fakewatch.engines.faces import default_face_detector
+    from fakewatch.engines.precision import calibration_and_check_crops
+    from fakewatch.engines.runtimes import open_engine
+    from fakewatch.engines.runtimes.devices import parse_device
+
+    _, held = calibration_and_check_crops(media, bundle, default_face_detector())
+    reference = open_engine(bundle, "torch", device, "f32")
+    candidate = open_engine(bundle, "tensorrt", device, precision)
+    here = measured_here("tensorrt", "cuda", parse_device(device).gpu_index)
+    return _record(bundle, reference, candidate, held, limits, here)
+
+
+def _record(
+    bundle: Any,
+    reference: Any,
+    candidate: Any,
+    held: Any,
+    limits: tuple[float, float],
+    here: Any,
+) -> int:
+    from fakewatch.engines.precision import compare, record_check
+
+    tolerance, mean_tolerance = limits
+    check = compare(
+        reference,
+        candidate,
+        held.crops,
+        tolerance,
+        held.description,
+        mean_tolerance=mean_tolerance,
+        check_set=held,
+        measured_on=here,
+    )
     record_check(bundle, check)
-    verdict = "passed" if check.passed else "FAILED (the engine will refuse this precision)"
+    verdict = "passed" if check.passed else "FAILED (engine.precision auto keeps f32)"
     print(
-        f"openvino/{precision} vs f32 on {check.crops} crops: largest mask difference "
-        f"{check.max_abs_diff:.4f}, largest score difference {check.score_max_abs_diff:.4f} "
-        f"(tolerance {tolerance}): {verdict}"
+        f"{candidate.info.label} vs f32 on {check.crops} held-out crops: largest mask "
+        f"difference {check.max_abs_diff:.4f}, mean {check.mean_abs_diff:.4f} (limit "
+        f"{mean_tolerance}), largest score difference {check.score_max_abs_diff:.4f} "
+        f"(limit {tolerance}): {verdict}"
     )
     return 0 if check.passed else 1
 
@@ -172,15 +234,27 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, threshold in m.thresholds.items():
         print(f"threshold {name} = {threshold.value:.4f} (FPR {threshold.false_positive_rate})")
     for check in m.precision_checks:
+        where = check.measured_on.cpu if check.measured_on else "an unrecorded machine"
         print(
-            f"precision {check.backend}/{check.precision}: score diff "
-            f"{check.score_max_abs_diff:.4f} <= {check.tolerance}: {check.passed}"
+            f"precision {check.backend}/{check.device}/{check.precision}: score diff "
+            f"{check.score_max_abs_diff:.4f} (limit {check.tolerance}), mean mask diff "
+            f"{check.mean_abs_diff:.4f} (limit {check.mean_tolerance}) on {check.crops} "
+            f"crops, {where}: {'passed' if check.passed else 'failed'}"
         )
+    print(f"auto     {_auto_summary(bundle)}")
     sources = ", ".join(m.provenance.data) or "-"
     print(f"created  {m.provenance.created:%Y-%m-%d %H:%M} from {sources}")
     for name, value in m.provenance.metrics.items():
         print(f"metric   {name} = {value}")
     return 0
+
+
+def _auto_summary(bundle: Any) -> str:
+    """What ``engine.precision: auto`` picks on this machine's CPU, and why."""
+    from fakewatch.engines.auto_precision import choose_precision, measured_here
+
+    choice = choose_precision(bundle.manifest, "openvino", "cpu", measured_here("openvino"))
+    return f"openvino/cpu picks {choice.precision}: {choice.reason}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -21,7 +21,13 @@ def register(commands: Any) -> None:
     scan.add_argument("--config", type=Path, default=None, help="service config for a live URL")
     scan.add_argument("--engine", type=Path, default=None, help="bundle folder (default: shipped)")
     scan.add_argument("--backend", default="auto", help="auto, openvino, onnxruntime, torch, ...")
-    scan.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    scan.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    scan.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "f32", "bf16", "fp16", "int8"],
+        help="auto: the fastest with a passing parity check on this machine, else f32",
+    )
     scan.add_argument("--threads", type=int, default=None, help="inference threads")
     scan.add_argument(
         "--every", type=int, default=None, help="analyse every n-th frame (default: 5 fps)"
@@ -68,7 +74,11 @@ def _scan_url(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
-    extra: dict[str, Any] = {"engine.backend": args.backend, "engine.device": args.device}
+    extra: dict[str, Any] = {
+        "engine.backend": args.backend,
+        "engine.device": args.device,
+        "engine.precision": args.precision,
+    }
     if args.threads:
         extra["engine.threads"] = args.threads
     if args.window:
@@ -97,7 +107,7 @@ def _scan_file(args: argparse.Namespace) -> int:
     path: Path = args.path
     list(iter_frames(path, max_frames=0))  # clear error for a missing or unknown file now
     bundle = EngineBundle.load(args.engine or default_bundle_path())
-    engine = open_engine(bundle, args.backend, args.device, threads=args.threads)
+    engine = open_engine(bundle, args.backend, args.device, args.precision, args.threads)
     video = None if is_image(path) else probe_video(path)
     every = args.every or (stride_for(video.fps) if video else 1)
     if every < 1:

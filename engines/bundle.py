@@ -11,8 +11,8 @@
 
 :meth:`EngineBundle.load` refuses a bundle whose files do not match the hashes in its
 manifest, a file missing, or a path that points outside the folder. Weights are
-safetensors and graphs are ONNX (or a torch ExportedProgram for TensorRT): nothing in a
-bundle is ever unpickled.
+safetensors, graphs are ONNX and a TensorRT engine is the plan TensorRT serialises:
+nothing in a bundle is ever unpickled.
 """
 
 from __future__ import annotations
@@ -105,19 +105,58 @@ class Scoring(BaseModel):
         )
 
 
+class MeasuredOn(BaseModel):
+    """The machine and runtime versions a parity check ran on.
+
+    ``cpu_kind`` is :func:`fakewatch.engines.machine.cpu_kind`: the instruction sets that
+    decide which kernels a runtime picks at reduced precision. ``gpu_capability`` is the
+    CUDA compute capability (``"9.0"``) for checks run on a GPU.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str = Field(description="CPU model name")
+    cpu_kind: list[str] = Field(description="the instruction sets that matter, sorted")
+    gpu: str | None = Field(None, description="GPU model name, for checks run on a GPU")
+    gpu_capability: str | None = Field(None, description="CUDA compute capability")
+    runtimes: dict[str, str] = Field(
+        default_factory=dict, description="distribution name to installed version"
+    )
+
+
 class PrecisionCheck(BaseModel):
-    """Parity of a reduced-precision engine with f32 on a calibration set."""
+    """Parity of a reduced-precision engine with f32 on face crops held apart from any
+    int8 calibration.
+
+    Checks written before ``measured_on`` and ``held_out`` existed still load, but
+    ``engine.precision: auto`` does not trust them (see
+    :mod:`fakewatch.engines.auto_precision`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     backend: str
     precision: str
+    device: str = Field("cpu", description="cpu or cuda")
     max_abs_diff: float = Field(ge=0.0, description="largest mask probability difference")
-    mean_abs_diff: float = Field(ge=0.0)
+    mean_abs_diff: float = Field(ge=0.0, description="mean mask probability difference")
     score_max_abs_diff: float = Field(ge=0.0, description="largest frame-score difference")
     tolerance: float = Field(gt=0.0, description="limit on score_max_abs_diff")
-    calibration: str = Field(description="what the calibration crops were")
+    mean_tolerance: float | None = Field(
+        None, gt=0.0, description="limit on mean_abs_diff (none in older checks)"
+    )
+    calibration: str = Field(description="what the check crops were")
     crops: int = Field(ge=1)
+    crops_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the check crops' pixels"
+    )
+    crops_media: list[str] = Field(
+        default_factory=list, description="file names the check crops were cut from"
+    )
+    held_out: bool = Field(
+        False, description="true when none of the check crops calibrated an int8 twin"
+    )
+    measured_on: MeasuredOn | None = None
     passed: bool
 
 
@@ -165,10 +204,14 @@ class Manifest(BaseModel):
     precision_checks: list[PrecisionCheck] = Field(default_factory=list)
     artifacts: dict[ArtifactRole, Artifact]
 
-    def precision_check(self, backend: str, precision: str) -> PrecisionCheck | None:
-        """The recorded parity check for ``backend`` at ``precision``, if any."""
+    def precision_check(
+        self, backend: str, precision: str, device: str | None = None
+    ) -> PrecisionCheck | None:
+        """The recorded parity check for ``backend`` at ``precision`` (on ``device``,
+        ``cpu`` or ``cuda``, when given), if any."""
         for check in reversed(self.precision_checks):
-            if check.backend == backend and check.precision == precision:
+            same = check.backend == backend and check.precision == precision
+            if same and (device is None or check.device == device):
                 return check
         return None
 

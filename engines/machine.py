@@ -29,6 +29,41 @@ def cpu_flags() -> set[str]:
     return set(cpu_info().get("flags", "").split())
 
 
+KIND_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimddp",
+    "bf16",
+    "i8mm",
+    "sve",
+)
+"""The instruction sets that decide which kernels a runtime runs at f32, bf16 and int8:
+AVX2/AVX-512 widths, VNNI dot products (int8), AVX-512 BF16 and AMX (bf16, int8), and
+their Arm counterparts (dot product, BF16, int8 matrix multiply, SVE)."""
+
+
+def cpu_kind(flags: set[str] | None = None) -> list[str]:
+    """The CPU's kind for reduced-precision parity: its architecture and which of
+    :data:`KIND_FLAGS` it has, sorted.
+
+    Two CPUs of the same kind run the same runtime kernels, so their bf16 and int8
+    results match; a check measured on one kind is not trusted on another (a CPU without
+    AVX-512 BF16, for one, runs "bf16" through other kernels, or in f32).
+    """
+    present = cpu_flags() if flags is None else flags
+    if flags is None:
+        # Arm kernels list their features under "Features", not "flags"
+        present |= set(cpu_info().get("Features", "").split())
+    return [platform.machine() or "unknown", *sorted(f for f in KIND_FLAGS if f in present)]
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity, not the machine's count)."""
     try:

@@ -68,9 +68,16 @@ class ServerConfig(Section):
 class EngineConfig(Section):
     bundle: Path | None = Field(None, description="engine bundle folder (default: the shipped one)")
     backend: Literal["auto", "openvino", "onnxruntime", "torch", "tensorrt"] = "auto"
-    device: str = Field("cpu", description="cpu or cuda[:N]")
-    precision: Literal["f32", "bf16", "fp16", "int8"] = Field(
-        "f32", description="inference precision the backend runs at"
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|cuda(:[0-9]{1,2})?|tensorrt(:[0-9]{1,2})?)$",
+        description="cpu, cuda or cuda:N (the GPU's index); tensorrt[:N] is onnxruntime's "
+        "TensorRT provider",
+    )
+    precision: Literal["auto", "f32", "bf16", "fp16", "int8"] = Field(
+        "auto",
+        description="inference precision; auto: the fastest whose parity check with f32 "
+        "passed for this bundle on this kind of machine (int8, bf16; fp16 on CUDA), else f32",
     )
     threads: int | None = Field(None, ge=1, le=256, description="inference threads (CPU)")
 

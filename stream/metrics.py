@@ -38,7 +38,10 @@ class PipelineMetrics:
         GCCollector(registry=self.registry)
         r = self.registry
         self.info = Info(
-            "fakewatch_build", "Version, engine and model the service runs", registry=r
+            "fakewatch_build",
+            "Version, engine, model and the engine's precision (with why auto picked it) "
+            "the service runs",
+            registry=r,
         )
         self.ready = Gauge("fakewatch_ready", "1 once the engine is warmed up", registry=r)
         self.streams = Gauge("fakewatch_streams", "Streams configured", registry=r)

@@ -5,17 +5,24 @@ backend    device  precisions                notes
 ========== ======= ========================= =====================================
 openvino   cpu     f32, bf16*, int8*         the embedded default on CPU
 onnxruntime cpu    f32                       with onnxruntime-gpu also the devices
-                                             cuda and tensorrt (execution providers)
+                                             cuda[:N] and tensorrt[:N] (execution
+                                             providers)
 torch      cpu     f32, bf16                 the reference (eager)
-torch      cuda    f32, fp16, bf16           channels_last
-tensorrt   cuda    fp16, f32                 torch-tensorrt, compiled per GPU
+torch      cuda    f32, fp16, bf16           channels_last; cuda or cuda:N
+tensorrt   cuda    fp16, f32                 a serialized TensorRT engine, built
+                                             per GPU model and TensorRT version
 ========== ======= ========================= =====================================
 
 \\* only after ``fakewatch engine build --precision`` recorded a passing parity check.
+
+``precision="auto"`` (the default) opens the fastest precision whose parity check passed
+on this kind of machine (:mod:`fakewatch.engines.auto_precision`), else f32.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +33,9 @@ from fakewatch.engines.runtimes.base import (
     EngineInfo,
     EngineInputError,
 )
+from fakewatch.engines.runtimes.devices import parse_device
+
+logger = logging.getLogger("fakewatch.engines")
 
 __all__ = [
     "BACKENDS",
@@ -113,24 +123,58 @@ def open_engine(
     bundle: EngineBundle,
     backend: str = "auto",
     device: str = "cpu",
-    precision: str = "f32",
+    precision: str = "auto",
     threads: int | None = None,
 ) -> Engine:
     """Open ``bundle`` on a runtime; :class:`BackendUnavailable` says why one cannot run.
 
     ``backend="auto"`` picks OpenVINO on CPU (ONNX Runtime if OpenVINO is missing) and,
     on CUDA, TensorRT when the bundle holds an engine for this GPU, else torch.
+    ``precision="auto"`` picks, per backend, the fastest precision with a trusted parity
+    check (see :mod:`fakewatch.engines.auto_precision`); the engine's
+    :attr:`EngineInfo.reason` says why, and the choice is logged.
     """
+    where = parse_device(device)
     if backend == "auto":
-        order = ["openvino", "onnxruntime"] if device == "cpu" else ["tensorrt", "torch"]
+        order = ["openvino", "onnxruntime"] if where.kind == "cpu" else ["tensorrt", "torch"]
         reasons = []
         for name in order:
-            chosen = precision if not (name == "tensorrt" and precision == "f32") else "fp16"
             try:
-                return BACKENDS[name](bundle, device, chosen, threads)
+                return _open(bundle, name, device, precision, threads)
             except BackendUnavailable as error:
                 reasons.append(str(error))
         raise BackendUnavailable("no runtime could open the bundle: " + "; ".join(reasons))
     if backend not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
-    return BACKENDS[backend](bundle, device, precision, threads)
+    return _open(bundle, backend, device, precision, threads)
+
+
+def _open(
+    bundle: EngineBundle, backend: str, device: str, precision: str, threads: int | None
+) -> Engine:
+    if precision != "auto":
+        return BACKENDS[backend](bundle, device, precision, threads)
+    from fakewatch.engines.auto_precision import FASTEST_FIRST, choose_precision, measured_here
+
+    where = parse_device(device)
+    here = None
+    if FASTEST_FIRST.get((backend, where.kind), ("f32",)) != ("f32",):
+        if where.kind != "cpu":
+            _check_gpu(backend, device)
+        here = measured_here(backend, where.kind, where.gpu_index)
+    choice = choose_precision(bundle.manifest, backend, where.kind, here)
+    engine = BACKENDS[backend](bundle, device, choice.precision, threads)
+    engine.info = dataclasses.replace(engine.info, reason=choice.reason)
+    logger.info("engine precision %s (auto): %s", engine.info.label, choice.reason)
+    return engine
+
+
+def _check_gpu(backend: str, device: str) -> None:
+    """Raise :class:`BackendUnavailable` unless torch imports and sees the GPU."""
+    from fakewatch.engines.runtimes.devices import check_cuda_index
+
+    try:
+        import torch
+    except ImportError as error:
+        raise BackendUnavailable(f"{backend}/{device}: torch does not import ({error})") from error
+    check_cuda_index(torch, parse_device(device), backend)

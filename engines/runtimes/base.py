@@ -26,6 +26,8 @@ class EngineInfo:
     device: str
     precision: str
     detail: str = ""
+    reason: str = ""
+    """Why this precision: what ``precision="auto"`` weighed (empty when asked for)."""
 
     @property
     def label(self) -> str:

@@ -107,17 +107,27 @@ def open_pipeline(
         segmenter_factory=open_segmenter,
         detector_factory=open_detector,
     )
-    label, backend = ("remote", "remote")
+    label, backend, precision, reason = ("remote", "remote", "remote", "")
     if isinstance(first, LocalSegmenter):
-        label, backend = first.engine.info.label, first.engine.info.backend
+        info = first.engine.info
+        label, backend, precision, reason = info.label, info.backend, info.precision, info.reason
     pipeline.metrics.info.info(
         {
             "version": installed_version(),
             "engine": label,
             "backend": backend,
+            "precision": precision,
+            "precision_reason": reason or "asked for in engine.precision",
             "model": bundle.manifest.name,
             "model_sha256": bundle.model_sha256[:16],
         }
     )
-    log(logger, logging.INFO, "engine.opened", engine=label, bundle=str(bundle.folder))
+    log(
+        logger,
+        logging.INFO,
+        "engine.opened",
+        engine=label,
+        precision_reason=reason,
+        bundle=str(bundle.folder),
+    )
     return pipeline

@@ -28,6 +28,9 @@ def test_cpu_run_writes_rows_and_prints_the_ratios_last(tmp_path: Path) -> None:
     assert report["complete"] and report["flops_per_crop"] > 1e9
     assert set(report["ceiling_flops"]) == {"fp32", "bf16"}
     assert list(report["engines"]) == ["torch/cpu/f32", "torch/cpu/bf16"]
+    # the shipped bundle fails its CPU parity checks: auto opens f32 and says why
+    assert report["precision_auto"].startswith("openvino/cpu/f32: ")
+    assert "bf16 failed its parity check" in report["precision_auto"]
     rows = {(r["label"], r["batch"]): r for r in report["rows"]}
     assert sorted(rows) == [(e, b) for e in ("torch/cpu/bf16", "torch/cpu/f32") for b in (1, 2)]
     for row in rows.values():

@@ -46,13 +46,18 @@ def test_build_records_a_check_and_then_the_engine_opens(
             str(calibration_dir),
             "--tolerance",
             "0.05",
+            # random weights move mask pixels far more than trained ones do
+            "--mean-tolerance",
+            "0.2",
         ]
     )
     assert status == 0, capsys.readouterr()
     bundle = EngineBundle.load(bundle_dir)
     check = bundle.manifest.precision_check("openvino", precision)
-    assert check is not None and check.passed and check.crops == 3
-    assert "3 face crops" in check.calibration
+    # face0 and face2 calibrate int8; face1 is held apart for the check
+    assert check is not None and check.passed and check.crops == 1
+    assert check.held_out and check.crops_media == ["face1.jpg"]
+    assert "1 face crops from 1 files" in check.calibration
     if precision == "int8":
         assert "onnx_int8" in bundle.manifest.artifacts
     engine = open_engine(bundle, "openvino", "cpu", precision)
@@ -80,8 +85,22 @@ def test_a_failed_check_keeps_the_precision_closed(
     )
     assert status == 1
     assert "FAILED" in capsys.readouterr().out
+    bundle = EngineBundle.load(bundle_dir)
     with pytest.raises(BackendUnavailable, match="failed its parity check"):
-        open_engine(EngineBundle.load(bundle_dir), "openvino", "cpu", "int8")
+        open_engine(bundle, "openvino", "cpu", "int8")
+    # no engine opens the failed twin, so the bundle does not keep it
+    assert "onnx_int8" not in bundle.manifest.artifacts
+    assert not (bundle_dir / "model.int8.onnx").exists()
+    assert open_engine(bundle).info.precision == "f32"
+
+
+def test_a_check_needs_media_held_apart_from_calibration(
+    bundle_dir: Path, calibration_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build = ["engine", "build", str(bundle_dir), "--backend", "openvino", "--precision", "int8"]
+    status = main([*build, "--calibration", str(calibration_dir / "face0.jpg")])
+    assert status == 2
+    assert "needs at least two" in capsys.readouterr().err
 
 
 def test_reduced_precision_without_calibration_is_a_clear_error(

@@ -192,8 +192,30 @@ class TestTensorRt(EngineContract):
     def open(cls, bundle: EngineBundle) -> Engine:
         from fakewatch.engines.runtimes.tensorrt_engine import compile_tensorrt
 
-        compile_tensorrt(bundle, "fp16", max_batch=16)
+        artifact = compile_tensorrt(bundle, "fp16", max_batch=16)
+        assert artifact.path == "tensorrt/model.engine"
+        assert artifact.notes["format"] == "tensorrt-plan"
         return open_engine(bundle, "tensorrt", "cuda", "fp16")
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_auto_on_cuda_waits_for_an_fp16_parity_check(
+    untrained_bundle_dir: Path, tmp_path: Path
+) -> None:
+    """An fp16 TensorRT engine without a parity check leaves auto on torch f32."""
+    import shutil
+
+    from fakewatch.engines.runtimes.tensorrt_engine import compile_tensorrt
+
+    bundle = EngineBundle.load(shutil.copytree(untrained_bundle_dir, tmp_path / "bundle"))
+    try:
+        compile_tensorrt(bundle, "fp16", max_batch=8)
+    except BackendUnavailable as error:
+        pytest.skip(str(error))
+    engine = open_engine(bundle, "auto", "cuda")
+    assert engine.info.label == "torch/cuda/f32"
+    assert "fp16 has no parity check" in engine.info.reason
 
 
 def test_auto_picks_openvino_on_cpu(bundle: EngineBundle) -> None:

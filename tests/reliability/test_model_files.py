@@ -212,13 +212,8 @@ PICKLING_CALLS: dict[str, tuple[str, str] | None] = {
     "torch.package.PackageImporter": None,
 }
 # Known calls that can unpickle, kept on purpose, with why. Reported by the test.
-ACCEPTED = {
-    ("engines/runtimes/tensorrt_engine.py", "torch.export.load"): (
-        "TensorRT engines are saved as torch ExportedPrograms; torch.export.load unpickles "
-        "payloads saved with use_pickle and opaque constants. Only reached on a GPU with "
-        "torch-tensorrt, after the bundle's sha256 check"
-    ),
-}
+# (None now: TensorRT engines are stored as TensorRT's own serialised plan.)
+ACCEPTED: dict[tuple[str, str], str] = {}
 
 
 def _aliases(tree: ast.AST) -> dict[str, str]:
