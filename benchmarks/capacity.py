@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-up-s", type=float, default=12.0)
     parser.add_argument("--measure-s", type=float, default=30.0)
     parser.add_argument("--p99-ms", type=float, default=250.0)
-    parser.add_argument("--precision", default="f32", choices=("f32", "bf16", "int8"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "f32", "bf16", "int8"))
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument(
         "--set",
