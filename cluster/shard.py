@@ -273,8 +273,11 @@ def restore_tracks(state: StreamState, window: dict[str, Any], gap: float) -> No
     """Give a stream starting again the face tracks and windows of :func:`saved_window`,
     their times moved ``gap`` seconds later. A checkpoint from before windows were kept
     per face (no ``tracks``) restores nothing."""
+    saved_tracks = window.get("tracks") or {}
+    if not saved_tracks:
+        return
     boxes: dict[str, Box] = {}
-    for track, saved in (window.get("tracks") or {}).items():
+    for track, saved in saved_tracks.items():
         box = Box(*saved["box"])
         vote = state.new_vote()
         vote.restore(shifted(saved, gap))
