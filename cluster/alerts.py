@@ -57,11 +57,12 @@ DECISIONS = (EventType.SUSPECTED, EventType.CLEARED)
 
 
 def window_event_id(event: Event) -> str:
-    """A decision's id from its stream, its type and its window's first frame (the
-    event's time when the window is empty): the same decision gives the same id."""
+    """A decision's id from its stream, its face track, its type and its window's first
+    frame (the event's time when the window is empty): the same decision gives the same
+    id, and two faces deciding at once two ids."""
     window = event.window
     start = window.times[0] if window is not None and window.times else event.time
-    key = f"{event.stream_id}/{event.type}/{start:.3f}"
+    key = f"{event.stream_id}/{event.track}/{event.type}/{start:.3f}"
     return uuid.uuid5(uuid.NAMESPACE_URL, f"fakewatch:{key}").hex
 
 
@@ -77,6 +78,7 @@ def encode_event(event: Event) -> dict[str, bytes]:
         "source": event.source,
         "detail": event.detail,
         "track": event.track,
+        "box": None if event.box is None else _box(event.box),
         "tracks": event.tracks,
         "time": event.time,
         "window": None
@@ -132,6 +134,7 @@ def decode_event(fields: dict[bytes, bytes]) -> Event:
         source=data["source"],
         detail=data["detail"],
         track=data["track"],
+        box=None if data.get("box") is None else Box(*data["box"]),
         window=None
         if window is None
         else WindowSummary(

@@ -7,11 +7,14 @@ the actor's event loop, so a restarted shard resumes by itself, with nobody call
 it opens the pipeline (sources, sampling, face detection, tracking, vote; the crops go
 to the cluster's segmenter), then every ``cluster.sync_interval_s`` brings its streams
 in line with the desired state in Redis (the streams whose id hashes to it), and every
-``cluster.checkpoint_interval_s`` saves their vote windows.
+``cluster.checkpoint_interval_s`` saves their vote windows, one per face track with the
+face's last box.
 
-A stream a shard starts again gets its saved window back, its times moved forward by
-the time nobody watched it: that gap is not evidence that the face went away, so an
-alert in progress neither clears nor fires again because of a restart.
+A stream a shard starts again gets its face tracks and their windows back, their times
+moved forward by the time nobody watched it: that gap is not evidence that a face went
+away, so an alert in progress neither clears nor fires again because of a restart. The
+next detection continues each restored track where its face still is; a track whose
+face is gone ends, and its alert is closed (``face track t3 lost``).
 
 Every method is idempotent (Ray retries a call whose actor died, so a call may run
 twice): :meth:`StreamShard.sync` converges on Redis's state whatever ran before.
@@ -33,10 +36,11 @@ from fakewatch.cluster.config import ClusterServiceConfig
 from fakewatch.cluster.segmenter import APP, RemoteSegmenter
 from fakewatch.cluster.state import ClusterState, DesiredStream, connect
 from fakewatch.cluster.targets import MetricsEndpoint, node_address
+from fakewatch.engines.crop import Box
 from fakewatch.stream.analysis.factory import open_pipeline
 from fakewatch.stream.analysis.pipeline import Pipeline
 from fakewatch.stream.analysis.segmenter import Segmenter
-from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.analysis.state import StreamState, TrackVote
 from fakewatch.stream.backoff import backoff_delay
 from fakewatch.stream.http.views import stream_view
 from fakewatch.stream.logs import LOGGER_NAME, configure_logging, describe_error, log
@@ -169,15 +173,16 @@ class StreamShard:
             return
         if window is not None:
             gap = max(0.0, time.time() - float(window.get("saved", time.time())))
-            state.vote.restore(shifted(window, gap))
-            pipeline.metrics.alerting.labels(state.name).set(1 if state.vote.alerting else 0)
+            restore_tracks(state, window, gap)
+            pipeline.metrics.alerting.labels(state.name).set(1 if state.alerting else 0)
+            pipeline.metrics.face_alerts.labels(state.name).set(len(state.alerts))
             log(
                 logger,
                 logging.INFO,
                 "shard.window_restored",
                 stream=state.name,
-                frames=len(state.vote.entries),
-                alerting=state.vote.alerting,
+                tracks=",".join(state.track_votes) or "-",
+                alerting=",".join(state.alerts) or "-",
                 gap_s=round(gap, 2),
             )
 
@@ -255,8 +260,30 @@ class StreamShard:
 
 
 def saved_window(state: StreamState) -> dict[str, Any]:
-    """A stream's vote window as a checkpoint, with the time it was taken."""
-    return {**state.vote.checkpoint(), "saved": time.time()}
+    """A stream's vote windows as a checkpoint: each face track's window and last box,
+    with the time it was taken."""
+    tracks = {
+        track: {**voted.vote.checkpoint(), "box": voted.box.as_list()}
+        for track, voted in state.track_votes.items()
+    }
+    return {"tracks": tracks, "saved": time.time()}
+
+
+def restore_tracks(state: StreamState, window: dict[str, Any], gap: float) -> None:
+    """Give a stream starting again the face tracks and windows of :func:`saved_window`,
+    their times moved ``gap`` seconds later. A checkpoint from before windows were kept
+    per face (no ``tracks``) restores nothing."""
+    saved_tracks = window.get("tracks") or {}
+    if not saved_tracks:
+        return
+    boxes: dict[str, Box] = {}
+    for track, saved in saved_tracks.items():
+        box = Box(*saved["box"])
+        vote = state.new_vote()
+        vote.restore(shifted(saved, gap))
+        state.track_votes[track] = TrackVote(vote, box)
+        boxes[track] = box
+    state.tracker.resume(boxes)
 
 
 def shifted(window: dict[str, Any], gap: float) -> dict[str, Any]:

@@ -10,6 +10,11 @@ it says nothing until it has seen ``warmup`` windows.
 
 It adds to the absolute threshold, never replaces it: a swap that is on from the first
 frame is the baseline itself, so only the absolute threshold can catch it.
+
+The live service decides per face track, so it keeps one baseline per track: a face's
+usual level in its camera, learnt while the track lasts (a face whose track is lost
+starts a new warm-up). With one face on screen that is the stream's baseline; the
+offline replay (:func:`decisions`) replays one face's (or one video's) window scores.
 """
 
 from __future__ import annotations

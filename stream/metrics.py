@@ -118,7 +118,16 @@ class PipelineMetrics:
             registry=r,
         )
         self.alerting = Gauge(
-            "fakewatch_alert_active", "1 while the stream is suspected", ["stream"], registry=r
+            "fakewatch_alert_active",
+            "1 while any face of the stream is suspected",
+            ["stream"],
+            registry=r,
+        )
+        self.face_alerts = Gauge(
+            "fakewatch_face_alerts_open",
+            "Faces of the stream with an alert open (one alert per face track)",
+            ["stream"],
+            registry=r,
         )
         self.restarts = Counter(
             "fakewatch_engine_restarts_total",
@@ -167,6 +176,7 @@ class PipelineMetrics:
             self.latency,
             self.score,
             self.alerting,
+            self.face_alerts,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(stream)

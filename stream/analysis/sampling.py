@@ -73,7 +73,7 @@ class Sampler:
             state.fps_analysed.update(now, state.analysed)
             frame = state.frames.take()
             if frame is None:
-                await self.decisions.decide(state, state.vote.tick(now), now)
+                await self.decisions.tick(state, now)
                 continue
             try:
                 await self.analyser.analyse(state, frame)

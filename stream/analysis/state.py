@@ -1,12 +1,20 @@
-"""One stream as the pipeline keeps it: its source, tracker, votes and running figures."""
+"""One stream as the pipeline keeps it: its source, tracker, votes and running figures.
+
+Each face track has its own vote (:class:`TrackVote`), which decides for that face; the
+stream is alerting while any of its faces is, and its window score is the highest of
+its faces'.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from fakewatch.engines.crop import Box
 from fakewatch.stream.analysis.events import Event, Evidence
 from fakewatch.stream.analysis.rate import RateMeter
 from fakewatch.stream.analysis.tracker import FaceTracker
@@ -14,6 +22,14 @@ from fakewatch.stream.analysis.vote import SlidingWindowVote
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, LatestFrame
 from fakewatch.stream.sources.source import Source
+
+
+@dataclass
+class TrackVote:
+    """One face track's vote, with where the face was last seen."""
+
+    vote: SlidingWindowVote[Evidence]
+    box: Box
 
 
 @dataclass
@@ -25,11 +41,13 @@ class StreamState:
     kind: str
     """What sort of source feeds it (``url``, ``webrtc``)."""
     frames: LatestFrame
-    vote: SlidingWindowVote[Evidence]
+    new_vote: Callable[[], SlidingWindowVote[Any]]
+    """An empty window with the stream's rule; each face track gets one."""
     tracker: FaceTracker
     source: Source | None = None
     created: float = field(default_factory=time.time)
-    track_votes: dict[str, SlidingWindowVote[None]] = field(default_factory=dict)
+    track_votes: dict[str, TrackVote] = field(default_factory=dict)
+    """The vote of each face track, by track id; a track's vote ends with the track."""
     analysed: int = 0
     faces: int = 0
     dropped: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -46,6 +64,32 @@ class StreamState:
     @property
     def description(self) -> str:
         return self.source.description if self.source is not None else self.kind
+
+    @property
+    def alerting(self) -> bool:
+        """Whether any face of the stream is alerting."""
+        return any(t.vote.alerting for t in self.track_votes.values())
+
+    @property
+    def alerts(self) -> dict[str, TrackVote]:
+        """The face tracks with an alert open, by track id."""
+        return {k: t for k, t in self.track_votes.items() if t.vote.alerting}
+
+    @property
+    def top_track(self) -> str | None:
+        """The track whose window scores highest (``None`` without a scored window)."""
+        scored = {k: t.vote.score for k, t in self.track_votes.items()}
+        return max(
+            (k for k, s in scored.items() if s is not None),
+            key=lambda k: scored[k] or 0.0,
+            default=None,
+        )
+
+    @property
+    def score(self) -> float | None:
+        """The stream's window score: the highest of its faces' (``None`` without one)."""
+        top = self.top_track
+        return None if top is None else self.track_votes[top].vote.score
 
 
 def count_drop(state: StreamState, reason: DropReason, metrics: PipelineMetrics) -> None:

@@ -258,3 +258,11 @@ class FaceTracker:
         self._tracks = []
         self.wants_detection = False
         return ended
+
+    def resume(self, boxes: dict[str, Box]) -> None:
+        """Carry on from tracks another process followed (track id to last box), as a
+        restarted shard does: the next detection continues them or, in time, ends them,
+        and new tracks get ids after theirs."""
+        self._tracks = [Track(track_id, box, 1.0) for track_id, box in boxes.items()]
+        numbers = [int(k[1:]) for k in boxes if k[1:].isdigit()]
+        self._ids = itertools.count(max(numbers, default=0) + 1)

@@ -8,9 +8,11 @@ cleared when it falls below ``exit`` (or the window empties because the face is 
 After a clear, no new alert is raised for ``cooldown_s``.
 
 With a bundle that ships a baseline (:mod:`fakewatch.engines.baseline`), the window
-also keeps the stream's usual level and raises an alert when its score rises well above
-it, below ``enter``; such an alert clears when the score no longer holds half that rise
-(or falls below ``exit`` once it has reached ``enter``).
+also keeps its own usual level and raises an alert when its score rises well above it,
+below ``enter``; such an alert clears when the score no longer holds half that rise (or
+falls below ``exit`` once it has reached ``enter``). The service keeps one window per
+face track, so a face's baseline is that face's usual level in its camera, learnt over
+the track's life.
 
 The window keeps the evidence of the frames that can still become its highest score (a
 monotonic queue), so the frame behind a decision is at hand without holding a frame per

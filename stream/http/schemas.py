@@ -78,6 +78,7 @@ class Baseline(Body):
 
 
 class StreamVote(Body):
+    track: str | None = Field(description="the face track whose window this is: the highest")
     scores: list[float]
     enter_threshold: float
     exit_threshold: float
@@ -88,6 +89,16 @@ class StreamVote(Body):
 class Votes(Body):
     stream: StreamVote
     tracks: dict[str, float | None]
+
+
+class FaceAlert(Body):
+    """An alert open on one face of a stream."""
+
+    track: str = Field(description="the face track (t1, t2, ... within the stream)")
+    box: list[float] = Field(description="the face's box in frame pixels: x0, y0, x1, y1")
+    score: float | None
+    since: float | None = Field(description="when the alert was raised (Unix seconds)")
+    raised_by_baseline: bool
 
 
 class EventStream(Body):
@@ -142,6 +153,7 @@ class Event(Body):
     stream: EventStream
     detail: str
     track: str | None
+    box: list[float] | None = Field(None, description="the deciding face's box in frame pixels")
     tracks: dict[str, float]
     window: WindowSummary | None
     evidence: EvidenceSummary | None
@@ -170,7 +182,8 @@ class StreamView(Body):
     frames_dropped: dict[str, int] | None = None
     latency_s: float | None = None
     score: float | None = None
-    alerting: bool | None = None
+    alerting: bool | None = Field(None, description="while any of its faces is alerting")
+    alerts: list[FaceAlert] | None = Field(None, description="the alert open on each face")
     votes: Votes | None = None
     last_event: Event | None = None
     shard: int | None = None

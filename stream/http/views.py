@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.analysis.state import StreamState, TrackVote
 from fakewatch.stream.analysis.vote import SlidingWindowVote
 
 
 def stream_view(state: StreamState) -> dict[str, Any]:
-    """The stream's state as the API shows it: status, rates, counts, votes, last event."""
-    vote = state.vote
-    score = vote.score
+    """The stream's state as the API shows it: status, rates, counts, votes, the alert
+    open on each face, last event. The stream's score and votes are those of its
+    highest-scoring face track; it is alerting while any face is."""
+    top = state.top_track
+    vote = state.track_votes[top].vote if top is not None else state.new_vote()
+    score = state.score
     return {
         "id": state.id,
         "name": state.name,
@@ -28,9 +31,11 @@ def stream_view(state: StreamState) -> dict[str, Any]:
         "frames_dropped": dict(state.dropped),
         "latency_s": None if state.last_latency_s is None else round(state.last_latency_s, 4),
         "score": None if score is None else round(score, 4),
-        "alerting": vote.alerting,
+        "alerting": state.alerting,
+        "alerts": [_alert(track, voted) for track, voted in state.alerts.items()],
         "votes": {
             "stream": {
+                "track": top,
                 "scores": [round(e.score, 4) for e in vote.entries],
                 "enter_threshold": vote.enter,
                 "exit_threshold": vote.exit,
@@ -38,7 +43,7 @@ def stream_view(state: StreamState) -> dict[str, Any]:
                 "baseline": _baseline(vote),
             },
             "tracks": {
-                track: None if v.score is None else round(v.score, 4)
+                track: None if v.vote.score is None else round(v.vote.score, 4)
                 for track, v in state.track_votes.items()
             },
         },
@@ -46,8 +51,20 @@ def stream_view(state: StreamState) -> dict[str, Any]:
     }
 
 
+def _alert(track: str, voted: TrackVote) -> dict[str, Any]:
+    """One face's open alert: its track, where the face is, its window score, since when."""
+    vote = voted.vote
+    return {
+        "track": track,
+        "box": voted.box.as_list(),
+        "score": None if vote.score is None else round(vote.score, 4),
+        "since": None if vote.last_change is None else round(vote.last_change, 3),
+        "raised_by_baseline": vote.raised_by_baseline,
+    }
+
+
 def _baseline(vote: SlidingWindowVote[Any]) -> dict[str, Any] | None:
-    """The stream's usual level, when the bundle ships a baseline (null before warm-up)."""
+    """The face's usual level, when the bundle ships a baseline (null before warm-up)."""
     if vote.baseline is None:
         return None
     level = vote.baseline.level()

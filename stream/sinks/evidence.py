@@ -1,7 +1,8 @@
 """Evidence of each alert on disk: what a person checks before acting on it.
 
 For every ``deepfake.suspected`` event the store writes, in a folder named by the
-event's id:
+event's id (one alert per face of a stream, each with its own face's frame, so two
+faces' alerts never share a folder):
 
 - ``frame.jpg``: the frame that scored highest in the deciding window, with the face's
   mask pasted back as a heatmap and the face box with its score;
@@ -292,7 +293,14 @@ class EvidenceStore:
         (staging / "event.json").write_text(json.dumps(event.to_dict(), indent=1))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-        log(logger, logging.INFO, "evidence.stored", event_id=event.id, stream=event.stream_name)
+        log(
+            logger,
+            logging.INFO,
+            "evidence.stored",
+            event_id=event.id,
+            stream=event.stream_name,
+            track=event.track or "-",
+        )
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:

@@ -21,6 +21,8 @@ class LogSink:
         fields: dict[str, Any] = {"stream": event.stream_name, "source": event.source}
         if event.track:
             fields["track"] = event.track
+        if event.box:
+            fields["box"] = ",".join(f"{v:.0f}" for v in event.box.as_list())
         if event.window:
             fields["window_score"] = event.window.score
             fields["frames"] = len(event.window.scores)

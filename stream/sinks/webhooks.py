@@ -14,6 +14,11 @@ time, in seconds) and ``webhook-signature``, one ``v1,<base64 HMAC-SHA256 of
     {"type": "deepfake.suspected", "timestamp": "2026-11-26T14:03:12.345Z",
      "data": {<the event as the API shows it>, "evidence_urls": {"frame": ..., ...}}}
 
+A decision is one face's: ``data.track`` names the face track and ``data.box`` where the
+face was (``[x0, y0, x1, y1]`` in frame pixels), so a receiver tells apart the alerts of
+several faces of one stream, each opened by its ``deepfake.suspected`` and closed by the
+``deepfake.cleared`` of the same stream and track.
+
 ``evidence_urls`` (absolute, from ``server.public_url`` or the address the API is bound
 to) come with suspected events whose evidence was stored: ``frame``, ``crop``, ``mask``
 and, when clips are on, ``clip`` (written ``evidence.clip_after_s`` after the alert; 404

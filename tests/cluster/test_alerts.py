@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,16 @@ from fakewatch.cluster.alerts import (
     window_event_id,
 )
 from fakewatch.cluster.config import ClusterConfig
-from fakewatch.cluster.shard import shifted
+from fakewatch.cluster.shard import restore_tracks, saved_window, shifted
 from fakewatch.cluster.state import ClusterState, connect, shard_of
 from fakewatch.engines.crop import Box
+from fakewatch.engines.faces import Face
 from fakewatch.stream.analysis.events import Event, EventType, Evidence, WindowSummary
 from fakewatch.stream.analysis.registry import StreamLimitError, StreamNameError
+from fakewatch.stream.analysis.state import StreamState, TrackVote
+from fakewatch.stream.analysis.tracker import FaceTracker
 from fakewatch.stream.analysis.vote import SlidingWindowVote
+from fakewatch.stream.sources.frames import LatestFrame
 from tests.support.cluster import RedisServer, flush
 from tests.support.events import MemorySink
 from tests.support.peers import free_port
@@ -73,10 +79,48 @@ def test_an_event_survives_the_stream_with_its_evidence() -> None:
         assert np.array_equal(getattr(back.evidence, name), getattr(event.evidence, name))
 
 
-def test_a_decision_s_id_is_its_stream_and_window() -> None:
+def test_a_decision_s_id_is_its_stream_track_and_window() -> None:
     assert window_event_id(alert()) == window_event_id(alert())
     assert window_event_id(alert()) != window_event_id(alert(start=1001.0))
     assert window_event_id(alert()) != window_event_id(alert(stream="other"))
+    # two faces of one stream deciding on the same frames: two alerts, two evidence folders
+    assert window_event_id(alert()) != window_event_id(replace(alert(), track="t2"))
+
+
+def test_each_face_track_s_window_and_box_come_back_and_the_tracker_carries_on() -> None:
+    def stream() -> StreamState:
+        return StreamState(
+            id="abc123",
+            name="lobby",
+            kind="url",
+            frames=LatestFrame(),
+            new_vote=lambda: SlidingWindowVote(0.8, 0.7, 8, 4.0, 3, 10.0),
+            tracker=FaceTracker(),
+        )
+
+    before = stream()
+    boxes = {"t2": Box(300, 20, 400, 140), "t5": Box(10, 20, 110, 140)}
+    for track, score in (("t2", 0.9), ("t5", 0.1)):
+        before.track_votes[track] = TrackVote(before.new_vote(), boxes[track])
+        for i in range(4):
+            before.track_votes[track].vote.add(100.0 + i * 0.2, score)
+    assert list(before.alerts) == ["t2"]
+    saved = json.loads(json.dumps(saved_window(before)))  # what Redis keeps
+    after = stream()
+    restore_tracks(after, {**saved, "saved": saved["saved"]}, 30.0)
+    assert list(after.alerts) == ["t2"] and set(after.track_votes) == {"t2", "t5"}
+    again = after.track_votes["t2"]
+    assert again.box == boxes["t2"] and again.vote.score == pytest.approx(0.9)
+    assert [e.time for e in again.vote.entries] == pytest.approx([130.0, 130.2, 130.4, 130.6])
+    # the next detection continues the tracks where their faces still are, and a new
+    # face gets an id after theirs
+    tracks = after.tracker.update(
+        [Face(Box(302, 22, 402, 142), 0.99), Face(Box(200, 0, 260, 60), 0.9)]
+    )
+    assert [t.id for t in tracks] == ["t2", "t6"]
+    restore_tracks(after, {"entries": [[1.0, 0.9]], "alerting": True}, 0.0)  # an older format
+    assert set(after.track_votes) == {"t2", "t5"}
+    assert {t.id for t in after.tracker.tracks} == {"t2", "t6"}
 
 
 def test_a_saved_window_comes_back_shifted_past_the_gap() -> None:

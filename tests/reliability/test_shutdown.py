@@ -43,9 +43,11 @@ CHURN = 10  # streams added (and removed) at once to make stream.up events
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory, astronaut: np.ndarray) -> Path:
-    """Six seconds of a real face at 640x480 (a local file each source loops)."""
+    """Six seconds of a real face at 640x480 (a local file each source loops), drifting
+    there and back so that a loop does not jump: the face keeps its track and its alert."""
     path = tmp_path_factory.mktemp("shutdown") / "face.mp4"
-    return write_video(path, face_clip(astronaut, 60, (640, 480)))
+    there = face_clip(astronaut, 30, (640, 480))
+    return write_video(path, there + there[::-1])
 
 
 def free_port() -> int:

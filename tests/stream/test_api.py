@@ -103,7 +103,10 @@ def test_removing_an_alerting_stream_closes_its_alert(
 ) -> None:
     from fakewatch.stream.analysis.events import EventType
 
-    clip = write_video(tmp_path / "face.mp4", face_clip(astronaut, 30, (640, 480)))
+    # there and back, 6 s: the clip must not end (the stream going down closes the
+    # face's alert too) before the alert is up and the stream removed
+    there = face_clip(astronaut, 30, (640, 480))
+    clip = write_video(tmp_path / "face.mp4", there + there[::-1])
     thresholds = {"vote.enter_threshold": 0.05, "vote.exit_threshold": 0.04, "vote.min_frames": 2}
 
     async def run() -> None:

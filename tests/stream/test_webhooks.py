@@ -96,7 +96,7 @@ def test_deliveries_are_signed_with_every_secret_and_link_the_evidence(
             data = body["data"]
             assert data["id"] == suspected.id
             assert data["stream"] == {"id": "s1", "name": "lobby", "source": suspected.source}
-            assert data["track"] == "t1"
+            assert data["track"] == "t1" and data["box"] == [120.0, 60.0, 200.0, 150.0]
             assert data["window"]["scores"] == [0.88, 0.9, 0.93]
             assert data["evidence"]["face_box"] == [120.0, 60.0, 200.0, 150.0]
             links = data["evidence_urls"]

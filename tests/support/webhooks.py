@@ -198,6 +198,7 @@ def alert() -> Event:
         "rtsp://***@cam.local/live",
         detail="window score 0.900 >= 0.860",
         track="t1",
+        box=Box(120.0, 60.0, 200.0, 150.0),
         window=window,
         evidence=evidence,
         tracks={"t1": 0.9},

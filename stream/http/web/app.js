@@ -47,7 +47,8 @@ function newRow(stream) {
   cells.name.append(cells.title, el("br"), cells.source);
   cells.status = el("span", { "data-testid": "stream-status" });
   cells.alert = el("span", { class: "badge", "data-testid": "stream-alert", hidden: "" }, "ALERT");
-  cells.state.append(cells.status, " ", cells.alert);
+  cells.faces = el("small", { class: "faces", "data-testid": "stream-alerts" });
+  cells.state.append(cells.status, " ", cells.alert, el("br"), cells.faces);
   cells.score.setAttribute("data-testid", "stream-score");
 
   const svg = document.createElementNS(SVG, "svg");
@@ -124,6 +125,12 @@ function updateRow(entry, stream) {
   cells.status.textContent = stream.status;
   cells.status.title = stream.status_detail || "";
   cells.alert.hidden = !stream.alerting;
+  // one line per face with an open alert: its track, box and window score
+  const alerts = stream.alerts || [];
+  cells.faces.textContent = alerts
+    .map((a) => `face ${a.track} at [${a.box.map((v) => Math.round(v)).join(", ")}]: ${fmt(a.score, 3)}`)
+    .join("; ");
+  row.dataset.alertTracks = alerts.map((a) => a.track).join(" ");
   row.classList.toggle("alerting", Boolean(stream.alerting));
   row.dataset.name = stream.name;
   row.dataset.status = stream.status;
