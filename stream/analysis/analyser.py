@@ -20,7 +20,9 @@ from fakewatch.stream.analysis.decisions import Decisions
 from fakewatch.stream.analysis.events import Evidence
 from fakewatch.stream.analysis.faces import FaceStage
 from fakewatch.stream.analysis.observers import FaceObservation, FrameObserver
+from fakewatch.stream.analysis.pace import Signals
 from fakewatch.stream.analysis.state import StreamState, count_drop
+from fakewatch.stream.analysis.tracker import Track
 from fakewatch.stream.analysis.vote import SlidingWindowVote
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, SourceFrame
@@ -36,7 +38,7 @@ class FrameAnalyser:
         decisions: Decisions,
         metrics: PipelineMetrics,
         detect_every: int,
-        new_vote: Callable[[], SlidingWindowVote[Any]],
+        new_vote: Callable[..., SlidingWindowVote[Any]],
     ) -> None:
         self.faces = faces
         self.batcher = batcher
@@ -47,7 +49,10 @@ class FrameAnalyser:
         self.observers: list[FrameObserver] = []
 
     async def analyse(self, state: StreamState, frame: SourceFrame) -> None:
-        detect = state.analysed % self.detect_every == 0 or not state.tracker.tracks
+        detect_every = self.detect_every
+        if state.tuning is not None:
+            detect_every = state.pace.detect_every(state.tuning.pace)
+        detect = state.analysed % detect_every == 0 or not state.tracker.tracks
         started, decode_s = time.perf_counter(), frame.decode_s
         found = await self.faces.find(state, frame, detect)
         if found is None:  # detection hung or failed
@@ -70,6 +75,7 @@ class FrameAnalyser:
                 state, state.vote.tick(frame.capture_time), frame.capture_time
             )
             self._observe(state, frame, [])
+            self._pace(state, frame, detect, [], None)
             self._finish(state, frame)
             return
         crops = np.stack([crop.image for _, crop in found])
@@ -96,7 +102,7 @@ class FrameAnalyser:
         for face in observations:
             track_vote = state.track_votes.get(face.track)
             if track_vote is None:
-                track_vote = state.track_votes[face.track] = self.new_vote()
+                track_vote = state.track_votes[face.track] = self.new_vote(state.thresholds)
             track_vote.add(frame.capture_time, face.score)
         best = max(observations, key=lambda face: face.score)
         evidence = Evidence(
@@ -111,9 +117,33 @@ class FrameAnalyser:
         )
         decision = state.vote.add(frame.capture_time, best.score, evidence)
         self._observe(state, frame, observations)
+        self._pace(state, frame, detect, [track for track, _ in found], best.score)
         self._finish(state, frame)
         await self.decisions.decide(state, decision, frame.capture_time)
         self.metrics.stage.labels("vote").observe(time.perf_counter() - inferred)
+
+    def _pace(
+        self,
+        state: StreamState,
+        frame: SourceFrame,
+        detect: bool,
+        tracks: list[Track],
+        frame_score: float | None,
+    ) -> None:
+        """Tell the stream's pace what this frame showed (new faces and lost tracks are
+        known on detection frames only)."""
+        if state.tuning is None:
+            return
+        scores = [state.vote.score, frame_score, *(v.score for v in state.track_votes.values())]
+        signals = Signals(
+            score=max((s for s in scores if s is not None), default=None),
+            exit=state.vote.exit,
+            alerting=state.vote.alerting,
+            new_face=detect and any(track.hits == 1 for track in tracks),
+            lost_track=detect and bool(state.tracker.ended),
+            thumbnail=frame.thumbnail,
+        )
+        state.pace.observe(frame.capture_time, signals, state.tuning.pace)
 
     def _finish(self, state: StreamState, frame: SourceFrame) -> None:
         latency = time.time() - frame.capture_time

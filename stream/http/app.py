@@ -80,6 +80,7 @@ def build_app(
     app.router.add_get("/api/streams", streams.list_streams)
     app.router.add_post("/api/streams", streams.add_stream)
     app.router.add_get("/api/streams/{id}", streams.get_stream)
+    app.router.add_patch("/api/streams/{id}", streams.change_stream)
     app.router.add_delete("/api/streams/{id}", streams.delete_stream)
     app.router.add_post("/api/whip", streams.whip_publish)
     app.router.add_post("/api/webrtc/offer", streams.webrtc_offer)

@@ -1,4 +1,10 @@
-"""The stream routes: add, list, find and remove streams; WebRTC ingest.
+"""The stream routes: add, list, find, change and remove streams; WebRTC ingest.
+
+A stream's own settings (:class:`~fakewatch.stream.config.StreamSettings`) come as extra
+keys of ``POST /api/streams`` and as the body of ``PATCH /api/streams/{id}`` (only the
+keys to change; ``null`` goes back to the config's value). A bad or unknown key is
+answered 400 naming it, and nothing changes. A host whose streams take no settings of
+their own (a cluster) answers both with 501.
 
 WebRTC ingest follows WHIP (RFC 9725): ``POST /api/whip`` with an ``application/sdp``
 offer is answered ``201 Created`` with the SDP answer and a ``Location`` to ``DELETE``
@@ -18,12 +24,17 @@ from fakewatch.stream.analysis.registry import (
     StreamNameError,
     StreamNameTakenError,
 )
+from fakewatch.stream.analysis.tuning import StreamSettingsError, check_settings
 from fakewatch.stream.http.keys import CONFIG, CONTROL, base_url, error
 from fakewatch.stream.sources.ffmpeg import SourceURLError
 from fakewatch.stream.sources.webrtc import WebRTCOfferError
 
 MAX_JSON_BYTES = 65536
 """The largest JSON body a control endpoint reads."""
+NO_SETTINGS = (
+    "a cluster's streams run with the service's settings: per-stream settings are served "
+    "by `fakewatch serve` only (set analysis and vote keys in the cluster's config)"
+)
 NO_WEBRTC = (
     "WebRTC ingest is served by `fakewatch serve` only; a cluster reads stream URLs "
     "(publish to an RTSP server and add its URL)"
@@ -52,18 +63,27 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def new_stream_request(request: web.Request) -> tuple[str, str | None]:
-    """The ``url`` and ``name`` of a request to add a stream (400 when malformed)."""
+async def new_stream_request(
+    request: web.Request,
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The ``url``, ``name`` and own settings of a request to add a stream (400 when
+    malformed, naming the key)."""
     body = await json_body(request)
-    url, name = body.get("url"), body.get("name")
-    unknown = set(body) - {"url", "name"}
-    if unknown:
-        raise web.HTTPBadRequest(text=f"unknown fields: {', '.join(sorted(unknown))}")
+    url, name = body.pop("url", None), body.pop("name", None)
     if not isinstance(url, str) or not url:
         raise web.HTTPBadRequest(text='"url" is required and must be a string')
     if name is not None and not isinstance(name, str):
         raise web.HTTPBadRequest(text='"name" must be a string')
-    return url, name
+    return url, name, settings_request(body)
+
+
+def settings_request(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` checked as :class:`~fakewatch.stream.config.StreamSettings` (400 naming
+    every bad or unknown key)."""
+    try:
+        return check_settings(body)
+    except StreamSettingsError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -71,14 +91,17 @@ async def list_streams(request: web.Request) -> web.Response:
 
 
 async def add_stream(request: web.Request) -> web.Response:
-    url, name = await new_stream_request(request)
+    url, name, settings = await new_stream_request(request)
+    control = request.app[CONTROL]
+    if settings and not control.settable:
+        return error(501, NO_SETTINGS)
     try:
-        added = await request.app[CONTROL].add(url, name)
+        added = await control.add(url, name, settings)
     except StreamLimitError as exc:
         return error(429, str(exc))
     except StreamNameError as exc:
         return error(409 if isinstance(exc, StreamNameTakenError) else 400, str(exc))
-    except SourceURLError as exc:
+    except (SourceURLError, StreamSettingsError) as exc:
         return error(400, str(exc))
     return web.json_response(added, status=201, headers={"Location": f"/api/streams/{added['id']}"})
 
@@ -88,6 +111,20 @@ async def get_stream(request: web.Request) -> web.Response:
     if found is None:
         return error(404, f"no stream {request.match_info['id']!r}")
     return web.json_response(found)
+
+
+async def change_stream(request: web.Request) -> web.Response:
+    control = request.app[CONTROL]
+    if not control.settable:
+        return error(501, NO_SETTINGS)
+    changes = settings_request(await json_body(request))
+    try:
+        changed = await control.change(request.match_info["id"], changes)
+    except StreamSettingsError as exc:
+        return error(400, str(exc))
+    if changed is None:
+        return error(404, f"no stream {request.match_info['id']!r}")
+    return web.json_response(changed)
 
 
 async def delete_stream(request: web.Request) -> web.Response:
