@@ -97,8 +97,9 @@ class Pace:
         if now < self._next_due:
             return False
         interval = settings.calm_interval
-        # keep the calm cadence, without a burst after a pause
-        self._next_due = max(self._next_due + interval, now + interval / 2)
+        # keep the calm cadence; after a pause (or on turning calm) start it from now
+        start = self._next_due if now - self._next_due < interval else now
+        self._next_due = start + interval
         return True
 
     def detect_every(self, settings: PaceSettings) -> int:

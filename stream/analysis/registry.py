@@ -318,6 +318,7 @@ class StreamRegistry:
             self.metrics.reconnects.labels(state.name).inc()
             for track in state.tracker.reset():
                 state.track_votes.pop(track, None)
+            state.pace.reset("the stream reconnects")
             await self.decisions.health(state, EventType.STREAM_DOWN, detail)
             if state.source is not None and not state.source.recovers:
                 task = asyncio.get_running_loop().create_task(self.remove(state.id))

@@ -130,6 +130,8 @@ class Tuner:
         values = self.service_wide().to_dict()
         for layer in (configured, saved):
             values.update({k: v for k, v in layer.items() if v is not None})
+        if self.bundle_baseline is None:
+            values["use_baseline"] = False  # the bundle ships none
         if values["exit_threshold"] > values["enter_threshold"]:
             raise StreamSettingsError(
                 f"exit_threshold: {values['exit_threshold']} must not exceed the stream's "
