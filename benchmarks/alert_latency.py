@@ -477,9 +477,11 @@ async def measure(
                     for n in range(1, args.runs + 1)
                     for mode in modes
                 ]
-                for number, other in enumerate(clips[1:], start=1):
-                    for mode in modes:
-                        runs.append(await bench.run(number, other, urls[other.name], mode))
+                for repeat in range(args.held_out_repeats):
+                    for number, other in enumerate(clips[1:], start=1):
+                        for mode in modes:
+                            run_number = number + repeat * (len(clips) - 1)
+                            runs.append(await bench.run(run_number, other, urls[other.name], mode))
                 return service.pipeline, runs
 
 
@@ -629,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fakewatch-alert-latency"
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--held-out-repeats", type=int, default=1, help="runs of each held-out pair"
+    )
     parser.add_argument(
         "--compare",
         action="store_true",
