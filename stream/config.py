@@ -592,6 +592,9 @@ def _yaml(value: Any) -> str:
         value = str(value)
     if isinstance(value, tuple):
         value = [
-            _redacted(v.model_dump(mode="json")) if isinstance(v, BaseModel) else v for v in value
+            _redacted(v.model_dump(mode="json", exclude_none=isinstance(v, StreamEntry)))
+            if isinstance(v, BaseModel)
+            else v
+            for v in value
         ]
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
