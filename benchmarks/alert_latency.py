@@ -381,6 +381,12 @@ class Bench:
 
 def progress(run: Run) -> str:
     label = f"{run.clip.name}{f' (adaptive {run.mode})' if run.mode else ''}"
+    if run.mode:  # what the run analysed: the cost, and how far from the threshold it was
+        real = fmt(float(np.median(run.real_scores)) if run.real_scores else None)
+        fake = fmt(float(np.median(run.fake_scores)) if run.fake_scores else None)
+        label += (
+            f" [{run.analysed} analysed, {run.calm} calm; median score real {real}, fake {fake}]"
+        )
     if run.alerted:
         figures = run.parts()
         return (
