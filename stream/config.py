@@ -474,6 +474,14 @@ class ServiceConfig(Section):
         names = [s.name for s in self.streams]
         if len(set(names)) != len(names):
             raise ValueError("stream names must be unique")
+        for entry in self.streams:
+            enter = entry.enter_threshold or vote.enter_threshold
+            exit = entry.exit_threshold or vote.exit_threshold
+            if enter is not None and exit is not None and exit > enter:
+                raise ValueError(
+                    f"stream {entry.name!r}: its exit_threshold {exit} must not exceed its "
+                    f"enter_threshold {enter}"
+                )
         hooks = self.webhooks
         if hooks.initial_backoff_s > hooks.max_backoff_s:
             raise ValueError("webhooks.initial_backoff_s must not exceed max_backoff_s")

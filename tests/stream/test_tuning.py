@@ -18,7 +18,7 @@ from fakewatch.stream.analysis.tuning import (
     sources,
 )
 from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote, Thresholds
-from fakewatch.stream.config import ServiceConfig
+from fakewatch.stream.config import ConfigError, ServiceConfig, load_config
 
 SERVICE = Thresholds(enter=0.8, exit=0.7, calibrated=True)
 
@@ -73,3 +73,13 @@ def test_saved_settings_survive_a_reopen_and_an_empty_set_forgets(tmp_path: Path
         await again.close()
 
     asyncio.run(run())
+
+
+def test_a_stream_entry_is_checked_with_the_config() -> None:
+    entry = {"name": "a", "url": "rtsp://cam/x", "exit_threshold": 0.9}
+    with pytest.raises(ConfigError, match=r"stream 'a': its exit_threshold 0\.9 must not exceed"):
+        load_config(environ={}, overrides={"vote.enter_threshold": 0.8, "streams": [entry]})
+    with pytest.raises(ConfigError, match=r"streams\.0\.calm_fps: Input should be greater"):
+        load_config(environ={}, overrides={"streams": [{**entry, "calm_fps": 0}]})
+    config = load_config(environ={}, overrides={"streams": [{**entry, "fps": 2}]})
+    assert config.streams[0].settings() == {"exit_threshold": 0.9, "fps": 2.0}
