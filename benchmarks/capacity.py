@@ -455,7 +455,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"cannot run: {reason}")
         return 2
     clip = make_clip(args.cache, args.warm_up_s + args.measure_s + 15)
-    settings = {"engine.precision": args.precision, **dict(args.set)}
+    # capacity counts streams analysed at the full rate: adaptive analysis off
+    settings = {"engine.precision": args.precision, "analysis.adaptive": False, **dict(args.set)}
     print(f"machine: {describe_machine(load=True)}\nmeasuring each operation alone ...", flush=True)
     # in a child process, so that its engines do not weigh on this process's memory
     context = multiprocessing.get_context("spawn")

@@ -69,6 +69,7 @@ def _scan_url(args: argparse.Namespace) -> int:
     if args.seconds <= 0:
         raise ValueError(f"--seconds must be positive, got {args.seconds}")
     extra: dict[str, Any] = {"engine.backend": args.backend, "engine.device": args.device}
+    extra["analysis.adaptive"] = False  # a scan reports on every sampled frame, as for a file
     if args.threads:
         extra["engine.threads"] = args.threads
     if args.window:
