@@ -1,6 +1,6 @@
 """Alert latency: from the capture of the first manipulated frame to the signed webhook.
 
-    .venv/bin/python benchmarks/alert_latency.py --runs 10 [--held-out]
+    .venv/bin/python benchmarks/alert_latency.py --runs 10 [--held-out] [--compare]
 
 The stream is ``live-swap-dev``'s real Keanu_Reeves_0 (its first ``--lead`` seconds) then
 its frame-aligned live-swapped twin, encoded once without B-frames, so the swap starts at
@@ -15,6 +15,11 @@ the latency splits into vote, sinks (evidence files) and delivery. No alert by
 Ewon_Spice pairs, whose face model the shipped model never saw; the Keanu pair is
 in-sample, so it measures the service, not detection. The RTSP open is measured with
 FFmpeg's default probing and with the probe capped.
+
+``--compare`` runs every run twice in turn, with adaptive analysis off and on (the
+stream's own ``adaptive`` setting, the rest at the service's defaults), and reports
+both, side by side: alert latency, held-out alerts, frames analysed and the process's
+CPU seconds per run.
 """
 
 from __future__ import annotations
@@ -213,6 +218,7 @@ class Run:
     number: int
     clip: Clip
     added: float
+    mode: str = ""  # "off" / "on": adaptive analysis, with --compare
     first_capture: float | None = None
     first_pts: float | None = None
     swap_pts: float | None = None
@@ -230,6 +236,9 @@ class Run:
     real_scores: list[float] = field(default_factory=list)
     fake_scores: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    analysed: int = 0  # frames analysed in the run
+    calm: int = 0  # frames taken but not analysed: the stream was calm
+    cpu_s: float = 0.0  # CPU seconds of this process during the run
 
     def since_swap(self, moment: float | None) -> float | None:
         return None if moment is None or self.swap_capture is None else moment - self.swap_capture
@@ -276,18 +285,24 @@ class Bench:
     async def emit(self, event: Any) -> None:
         self.events[event.id] = event
 
-    async def run(self, number: int, clip: Clip, url: str) -> Run:
-        """Watch ``url`` until its webhook arrives or the run times out; then remove it."""
-        added = time.time()
-        state = await self.pipeline.add_url(url, f"alert-{number:02d}-{clip.name}"[:64])
+    async def run(self, number: int, clip: Clip, url: str, adaptive: bool | None = None) -> Run:
+        """Watch ``url`` until its webhook arrives or the run times out; then remove it.
+        ``adaptive`` turns the stream's adaptive analysis on or off (None: the default)."""
+        added, cpu = time.time(), time.process_time()
+        mode = "" if adaptive is None else ("on" if adaptive else "off")
+        name = f"alert-{number:02d}-{clip.name}{'-' + mode if mode else ''}"[:64]
+        given = None if adaptive is None else {"adaptive": adaptive}
+        state = await self.pipeline.add_url(url, name, given=given)
         log = FrameLog(state.frames)  # before the source's thread can have opened the URL
-        run = Run(number, clip, added)
+        run = Run(number, clip, added, mode)
         # the clip plays once a connection: an alert after its end is not this swap's
         wait_s = min(clip.swap_s + self.timeout_s, clip.duration_s + END_GRACE_S)
         try:
             run.arrival = await self.receiver.first(state.id, added + wait_s)
         finally:
             await self.pipeline.remove(state.id)
+        run.cpu_s = time.process_time() - cpu
+        run.analysed, run.calm = state.analysed, state.dropped["calm"]
         self._fill(run, state.id, log)
         print(progress(run), flush=True)
         return run
@@ -365,13 +380,20 @@ class Bench:
 
 
 def progress(run: Run) -> str:
+    label = f"{run.clip.name}{f' (adaptive {run.mode})' if run.mode else ''}"
+    if run.mode:  # what the run analysed: the cost, and how far from the threshold it was
+        real = fmt(float(np.median(run.real_scores)) if run.real_scores else None)
+        fake = fmt(float(np.median(run.fake_scores)) if run.fake_scores else None)
+        label += (
+            f" [{run.analysed} analysed, {run.calm} calm; median score real {real}, fake {fake}]"
+        )
     if run.alerted:
         figures = run.parts()
         return (
-            f"run {run.number} {run.clip.name}: webhook "
+            f"run {run.number} {label}: webhook "
             f"{fmt(figures['capture -> webhook arrival'])} s after the swap frame's capture"
         )
-    return f"run {run.number} {run.clip.name}: no alert ({'; '.join(run.notes) or 'timed out'})"
+    return f"run {run.number} {label}: no alert ({'; '.join(run.notes) or 'timed out'})"
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -454,12 +476,18 @@ async def measure(
                 _,
             ):
                 bench = Bench(service, receiver, args.timeout)
+                # with --compare, each run off then on, so both see the same machine
+                modes: tuple[bool | None, ...] = (False, True) if args.compare else (None,)
                 runs = [
-                    await bench.run(n, clips[0], urls[clips[0].name])
+                    await bench.run(n, clips[0], urls[clips[0].name], mode)
                     for n in range(1, args.runs + 1)
+                    for mode in modes
                 ]
-                for number, other in enumerate(clips[1:], start=1):
-                    runs.append(await bench.run(number, other, urls[other.name]))
+                for repeat in range(args.held_out_repeats):
+                    for number, other in enumerate(clips[1:], start=1):
+                        for mode in modes:
+                            run_number = number + repeat * (len(clips) - 1)
+                            runs.append(await bench.run(run_number, other, urls[other.name], mode))
                 return service.pipeline, runs
 
 
@@ -543,6 +571,60 @@ def describe(
     return out
 
 
+def compare(pipeline: Any, runs: list[Run]) -> list[str]:
+    """Adaptive analysis off against on, run for run: alert latency, held-out alerts, and
+    what the runs cost (frames analysed, CPU seconds of this process)."""
+    analysis, main_clip = pipeline.config.analysis, runs[0].clip
+    by_mode = {mode: [r for r in runs if r.mode == mode] for mode in ("off", "on")}
+
+    def figures(group: list[Run]) -> dict[str, str]:
+        main = [r for r in group if r.clip is main_clip]
+        held = [r for r in group if r.clip is not main_clip]
+        latency = [
+            v
+            for r in main
+            if r.alerted and (v := r.parts()["capture -> webhook arrival"]) is not None
+        ]
+        caught = [r for r in held if r.alerted]
+        held_latency = [
+            v for r in caught if (v := r.parts()["capture -> webhook arrival"]) is not None
+        ]
+        return {
+            "main pair alerted": f"{sum(r.alerted for r in main)}/{len(main)}",
+            "alert median s": fmt(float(np.median(latency)) if latency else None, 2),
+            "alert p95 s": fmt(common.percentile(latency, 95), 2),
+            "alert max s": fmt(max(latency, default=None), 2),
+            "held-out alerted": f"{len(caught)}/{len(held)}" if held else "-",
+            "held-out latencies s": ", ".join(fmt(v, 2) for v in held_latency) or "-",
+            "frames analysed per run (median)": fmt(
+                float(np.median([r.analysed for r in group])), 0
+            ),
+            "frames dropped as calm per run (median)": fmt(
+                float(np.median([r.calm for r in group])), 0
+            ),
+            "CPU s per run (median)": fmt(float(np.median([r.cpu_s for r in group])), 1),
+        }
+
+    off, on = figures(by_mode["off"]), figures(by_mode["on"])
+    cpu = [
+        b.cpu_s / a.cpu_s for a, b in zip(by_mode["off"], by_mode["on"], strict=True) if a.cpu_s > 0
+    ]
+    lines = [
+        "## Adaptive analysis off and on, side by side",
+        "",
+        f"adaptive: calm_fps {analysis.calm_fps:g}, calm_detect_every "
+        f"{analysis.calm_detect_every}, calm_margin {analysis.calm_margin:g}, calm_after_s "
+        f"{analysis.calm_after_s:g}; full rate {analysis.fps:g} fps. Runs alternate off, on.",
+        "",
+        "| figure | adaptive off | adaptive on |",
+        "|---|---|---|",
+        *(f"| {name} | {off[name]} | {on[name]} |" for name in off),
+        "",
+        f"CPU on/off, run for run: median {fmt(float(np.median(cpu)) if cpu else None, 2)}x",
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="runs of the main pair")
@@ -555,6 +637,14 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "fakewatch-alert-latency"
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--held-out-repeats", type=int, default=1, help="runs of each held-out pair"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="every run with adaptive analysis off, then on; both reported side by side",
+    )
     args = parser.parse_args(argv)
     if (reason := rtsp_camera_unavailable()) is not None:
         print(f"cannot run: {reason}", file=sys.stderr)
@@ -576,7 +666,15 @@ def main(argv: list[str] | None = None) -> int:
             "probing capped": open_time(urls[clips[0].name], FAST_OPEN_OPTIONS),
         }
         pipeline, runs = asyncio.run(measure(args, clips, urls))
-    text = "\n".join(describe(args, pipeline, runs, probing))
+    if args.compare:
+        lines = []
+        for mode in ("off", "on"):
+            group = [r for r in runs if r.mode == mode]
+            lines += [f"# Adaptive analysis {mode}", "", *describe(args, pipeline, group, probing)]
+            lines.append("")
+        text = "\n".join([*lines, *compare(pipeline, runs)])
+    else:
+        text = "\n".join(describe(args, pipeline, runs, probing))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

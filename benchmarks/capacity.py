@@ -111,12 +111,15 @@ class Point:
     @property
     def lost(self) -> float:
         """Share of the sampled frames not analysed (5 fps over each stream's span of
-        presentation times; a stream that analysed nothing loses the whole interval)."""
+        presentation times; a stream that analysed nothing loses the whole interval).
+        Frames a calm stream skips on purpose (adaptive analysis, drop reason ``calm``)
+        are not lost: they were not to be analysed."""
         spans: dict[str, list[float]] = {}
         for d in self.decisions:
             spans.setdefault(d.stream, []).append(d.decided if d.pts_s is None else d.pts_s)
         expected = sum(round((max(t) - min(t)) * FPS) + 1 for t in spans.values())
         expected += (self.streams - len(spans)) * FPS * self.seconds
+        expected -= self.counts.get(("fakewatch_frames_dropped_total", "calm"), 0.0)
         return max(0.0, 1 - len(self.decisions) / expected) if expected else 1.0
 
     @property

@@ -240,7 +240,9 @@ def single_run(clip: Path, folder: Path, args: argparse.Namespace) -> Result:
     stop = threading.Event()
 
     async def serve() -> None:
-        async with common.hosted(folder, **{"sources.loop_files": True}) as (_, base):
+        # both sides analyse every stream at the full rate: adaptive analysis off
+        overrides = {"sources.loop_files": True, "analysis.adaptive": False}
+        async with common.hosted(folder, **overrides) as (_, base):
             started.put(base)
             while not stop.is_set():
                 await asyncio.sleep(0.1)
@@ -288,6 +290,7 @@ def cluster_up(
         "limits.max_streams": 64,
         "sources.allow_local_files": True,
         "sources.loop_files": True,
+        "analysis.adaptive": False,
         "evidence.folder": str(folder / "evidence"),
         "webhooks.outbox": str(folder / "outbox.sqlite"),
     }

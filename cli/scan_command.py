@@ -79,6 +79,7 @@ def _scan_url(args: argparse.Namespace) -> int:
         "engine.device": args.device,
         "engine.precision": args.precision,
     }
+    extra["analysis.adaptive"] = False  # a scan reports on every sampled frame, as for a file
     if args.threads:
         extra["engine.threads"] = args.threads
     if args.window:

@@ -229,6 +229,9 @@ class ClusterStreams:
     shards. WebRTC publishers are not taken: a cluster reads URLs."""
 
     webrtc = False
+    settable = False
+    """Streams of a cluster run with the service's settings: the settings routes answer
+    501 (a shard would lose them when its streams move)."""
 
     def __init__(self, front: FrontState) -> None:
         self.front = front
@@ -248,7 +251,11 @@ class ClusterStreams:
             return None
         return await self.front.ask(stream) or starting(stream)
 
-    async def add(self, url: str, name: str | None) -> dict[str, Any]:
+    async def add(
+        self, url: str, name: str | None, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if settings:
+            raise NotImplementedError("a cluster's streams take no settings of their own")
         front = self.front
         if name is not None:
             check_stream_name(name)
@@ -272,6 +279,9 @@ class ClusterStreams:
         front.poke(stream)
         log(logger, logging.INFO, "stream.undesired", stream=stream.name, shard=stream.shard)
         return True
+
+    async def change(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError("a cluster's streams take no settings of their own")
 
     async def publish(self, sdp: str, name: str | None) -> tuple[str, str]:
         raise NotImplementedError("a cluster takes no WebRTC publishers")

@@ -35,6 +35,8 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 DEFAULT_PROTOCOLS = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "http", "https", "hls", "udp", "rtp")
 LOCAL_PROTOCOLS = ("file",)
+MAX_FACES = 64
+"""The most faces a frame may have analysed (``limits.max_faces``, a stream's own)."""
 
 
 class ConfigError(ValueError):
@@ -86,7 +88,9 @@ class LimitsConfig(Section):
     max_streams: int = Field(16, ge=1, le=1024, description="streams at once; more get 429")
     max_width: int = Field(3840, ge=64, le=16384, description="widest frame analysed (pixels)")
     max_height: int = Field(2160, ge=64, le=16384, description="tallest frame analysed (pixels)")
-    max_faces: int = Field(4, ge=1, le=64, description="faces analysed per frame, largest first")
+    max_faces: int = Field(
+        4, ge=1, le=MAX_FACES, description="faces analysed per frame, largest first"
+    )
     min_face: int = Field(40, ge=8, le=2048, description="smallest face analysed (pixels)")
     max_offer_bytes: int = Field(
         65536, ge=1024, le=1048576, description="largest SDP offer accepted"
@@ -192,6 +196,28 @@ class AnalysisConfig(Section):
         le=3600,
         description="longest opening and warming up a detector may take (at start or "
         "restart) before it is tried again",
+    )
+    adaptive: bool = Field(
+        True,
+        description="analyse a calm stream (window score well below the clear threshold, "
+        "its faces tracked, no new face) at calm_fps; back to fps at once on a score near "
+        "the threshold, a new face, a lost track or a scene cut",
+    )
+    calm_fps: float = Field(
+        2.5, gt=0, le=60, description="analysed frames per second of a calm stream"
+    )
+    calm_detect_every: int = Field(
+        2, ge=1, le=100, description="face detection on every k-th analysed frame when calm"
+    )
+    calm_margin: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="a stream is calm only while its window scores and its frame's score "
+        "stay this far below the clear (exit) threshold",
+    )
+    calm_after_s: float = Field(
+        2.0, ge=0, le=600, description="quiet time at the full rate before a stream turns calm"
     )
 
 
@@ -485,9 +511,72 @@ class WebRTCConfig(Section):
         return [url for s in self.ice_servers for url in s.urls if url.startswith("stun:")]
 
 
-class StreamEntry(Section):
+class StreamSettings(Section):
+    """Settings of one stream over the service-wide ones: every key is optional, and one
+    left out (or ``null``) takes the service's value. The body of
+    ``PATCH /api/streams/{id}``, the extra keys of ``POST /api/streams`` and of a
+    ``streams:`` entry; the bounds are those of the service-wide keys."""
+
+    fps: float | None = Field(
+        None, gt=0, le=60, description="analysed frames per second (analysis.fps)"
+    )
+    detect_every: int | None = Field(
+        None, ge=1, le=100, description="face detection on every k-th analysed frame"
+    )
+    max_faces: int | None = Field(
+        None, ge=1, le=MAX_FACES, description="faces analysed per frame, largest first"
+    )
+    enter_threshold: float | None = Field(
+        None, gt=0, lt=1, description="window score that raises an alert (vote.enter_threshold)"
+    )
+    exit_threshold: float | None = Field(
+        None, gt=0, lt=1, description="window score under which it clears (vote.exit_threshold)"
+    )
+    use_baseline: bool | None = Field(
+        None, description="also alert on a rise above the stream's usual level (vote)"
+    )
+    adaptive: bool | None = Field(
+        None, description="analyse the stream at calm_fps while it is calm (analysis.adaptive)"
+    )
+    calm_fps: float | None = Field(
+        None, gt=0, le=60, description="analysed frames per second while calm"
+    )
+    calm_detect_every: int | None = Field(
+        None, ge=1, le=100, description="face detection on every k-th analysed frame when calm"
+    )
+    calm_margin: float | None = Field(
+        None, ge=0, lt=1, description="how far below the clear threshold a calm stream stays"
+    )
+    calm_after_s: float | None = Field(
+        None, ge=0, le=600, description="quiet time at the full rate before turning calm"
+    )
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> StreamSettings:
+        enter, exit = self.enter_threshold, self.exit_threshold
+        if enter is not None and exit is not None and exit > enter:
+            raise ValueError("exit_threshold must not exceed enter_threshold")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The keys set, with their values (``None``: back to the service's value)."""
+        return {key: getattr(self, key) for key in self.model_fields_set}
+
+
+class StreamEntry(StreamSettings):
+    """A stream started with the service, with its own settings (see
+    :class:`StreamSettings`)."""
+
     name: str = Field(min_length=1, max_length=100)
     url: str = Field(min_length=1, max_length=4096)
+
+    def settings(self) -> dict[str, Any]:
+        """The stream's own settings given in the entry."""
+        return {
+            key: value
+            for key, value in self.given().items()
+            if key in StreamSettings.model_fields and value is not None
+        }
 
 
 class LoggingConfig(Section):
@@ -534,6 +623,14 @@ class ServiceConfig(Section):
         names = [s.name for s in self.streams]
         if len(set(names)) != len(names):
             raise ValueError("stream names must be unique")
+        for entry in self.streams:
+            enter = entry.enter_threshold or vote.enter_threshold
+            exit = entry.exit_threshold or vote.exit_threshold
+            if enter is not None and exit is not None and exit > enter:
+                raise ValueError(
+                    f"stream {entry.name!r}: its exit_threshold {exit} must not exceed its "
+                    f"enter_threshold {enter}"
+                )
         hooks = self.webhooks
         if hooks.initial_backoff_s > hooks.max_backoff_s:
             raise ValueError("webhooks.initial_backoff_s must not exceed max_backoff_s")
@@ -663,6 +760,9 @@ def _yaml(value: Any) -> str:
         value = str(value)
     if isinstance(value, tuple):
         value = [
-            _redacted(v.model_dump(mode="json")) if isinstance(v, BaseModel) else v for v in value
+            _redacted(v.model_dump(mode="json", exclude_none=isinstance(v, StreamEntry)))
+            if isinstance(v, BaseModel)
+            else v
+            for v in value
         ]
     return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")

@@ -29,6 +29,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
@@ -36,6 +37,7 @@ from aiohttp import web
 from fakewatch.stream.analysis.events import EventSink
 from fakewatch.stream.analysis.factory import DetectorWrapper, SegmenterWrapper, open_pipeline
 from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.saved_settings import SQLiteSavedSettings
 from fakewatch.stream.config import ServerConfig, ServiceConfig
 from fakewatch.stream.http.app import build_app
 from fakewatch.stream.http.control import StreamControl
@@ -58,6 +60,8 @@ HTTP_GRACE_S = 1.0
 WEBHOOK_GRACE_S = 2.0
 """How long webhook requests under way may finish at a stop (within its time): one a
 receiver has answered is recorded, and so not sent again by the next start."""
+SAVED_SETTINGS_FILE = "stream-settings.sqlite3"
+"""The SQLite file of the settings streams were given through the API."""
 RECENT_FROM_EVIDENCE = 50
 """Alerts from before a restart, read back from the evidence store into the recent events."""
 
@@ -259,7 +263,7 @@ class Service:
         """Start the pipeline and the configured streams."""
         await self.pipeline.start()
         for entry in self.config.streams:
-            await self.pipeline.add_url(entry.url, entry.name)
+            await self.pipeline.add_url(entry.url, entry.name, configured=entry.settings())
 
     async def stop(self, drain_s: float) -> None:
         await self.pipeline.close(drain_s=drain_s)
@@ -283,10 +287,17 @@ def open_service(
         metrics,
         wrap_segmenter=wrap_segmenter,
         wrap_detector=wrap_detector,
+        saved_settings=SQLiteSavedSettings(saved_settings_path(config)),
     )
     if stores.evidence.clips is not None:
         pipeline.observers.append(stores.evidence.clips.observe)
     return Service(config, pipeline, stores)
+
+
+def saved_settings_path(config: ServiceConfig) -> Path:
+    """Where the settings streams are given through the API are kept: beside the webhook
+    outbox, in the service's state folder."""
+    return config.webhooks.outbox.parent / SAVED_SETTINGS_FILE
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,9 @@ from fakewatch.stream.analysis.decisions import Decisions, track_lost
 from fakewatch.stream.analysis.events import Evidence
 from fakewatch.stream.analysis.faces import FaceStage
 from fakewatch.stream.analysis.observers import FaceObservation, FrameObserver
+from fakewatch.stream.analysis.pace import Signals
 from fakewatch.stream.analysis.state import StreamState, TrackVote, count_drop
+from fakewatch.stream.analysis.tracker import Track
 from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, SourceFrame
@@ -38,7 +40,7 @@ class FrameAnalyser:
         decisions: Decisions,
         metrics: PipelineMetrics,
         detect_every: int,
-        new_vote: Callable[[], SlidingWindowVote[Any]],
+        new_vote: Callable[..., SlidingWindowVote[Any]],
     ) -> None:
         self.faces = faces
         self.batcher = batcher
@@ -49,8 +51,11 @@ class FrameAnalyser:
         self.observers: list[FrameObserver] = []
 
     async def analyse(self, state: StreamState, frame: SourceFrame) -> None:
+        detect_every = self.detect_every
+        if state.tuning is not None:
+            detect_every = state.pace.detect_every(state.tuning.pace)
         detect = (
-            state.analysed % self.detect_every == 0
+            state.analysed % detect_every == 0
             or not state.tracker.tracks
             or state.tracker.wants_detection
         )
@@ -74,6 +79,7 @@ class FrameAnalyser:
             self.metrics.frames_analysed.labels(state.name).inc()
             await self.decisions.tick(state, frame.capture_time)
             self._observe(state, frame, [])
+            self._pace(state, frame, detect, [], None)
             self._finish(state, frame)
             return
         crops = np.stack([crop.image for _, crop in found])
@@ -101,7 +107,7 @@ class FrameAnalyser:
         for face in observations:
             voted = state.track_votes.get(face.track)
             if voted is None:
-                voted = state.track_votes[face.track] = TrackVote(self.new_vote(), face.box)
+                voted = state.track_votes[face.track] = TrackVote(state.new_vote(), face.box)
             voted.box = face.box
             evidence = Evidence(
                 frame=frame.image,
@@ -115,11 +121,36 @@ class FrameAnalyser:
             )
             decisions[face.track] = voted.vote.add(frame.capture_time, face.score, evidence)
         self._observe(state, frame, observations)
+        frame_score = max(face.score for face in observations)
+        self._pace(state, frame, detect, [track for track, _ in found], frame_score)
         self._finish(state, frame)
         for track, decision in decisions.items():
             await self.decisions.decide(state, track, decision, frame.capture_time)
         await self.decisions.tick(state, frame.capture_time, skip=decisions)
         self.metrics.stage.labels("vote").observe(time.perf_counter() - inferred)
+
+    def _pace(
+        self,
+        state: StreamState,
+        frame: SourceFrame,
+        detect: bool,
+        tracks: list[Track],
+        frame_score: float | None,
+    ) -> None:
+        """Tell the stream's pace what this frame showed (new faces and lost tracks are
+        known on detection frames only)."""
+        if state.tuning is None:
+            return
+        scores = [frame_score, *(t.vote.score for t in state.track_votes.values())]
+        signals = Signals(
+            score=max((s for s in scores if s is not None), default=None),
+            exit=state.tuning.exit_threshold,
+            alerting=state.alerting,
+            new_face=detect and any(track.hits == 1 for track in tracks),
+            lost_track=detect and bool(state.tracker.ended),
+            thumbnail=frame.thumbnail,
+        )
+        state.pace.observe(frame.capture_time, signals, state.tuning.pace)
 
     def _finish(self, state: StreamState, frame: SourceFrame) -> None:
         latency = time.time() - frame.capture_time

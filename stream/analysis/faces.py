@@ -114,6 +114,7 @@ class FaceStage:
         face thread. A call that outlived a detector restart (``generation`` is old)
         leaves the tracker be."""
         limits = self.limits
+        max_faces = limits.max_faces if state.tuning is None else state.tuning.max_faces
         image = frame.image
         if detect:
             detected = detector.detect(image)
@@ -121,12 +122,12 @@ class FaceStage:
                 raise AbandonedError("the detector was restarted during this call")
             faces = [
                 face for face in detected if min(face.box.width, face.box.height) >= limits.min_face
-            ][: limits.max_faces]
+            ][:max_faces]
             tracks = state.tracker.update(faces, image if self.follow else None)
         elif self.follow:
-            tracks = state.tracker.follow(image)[: limits.max_faces]
+            tracks = state.tracker.follow(image)[:max_faces]
         else:
-            tracks = state.tracker.tracks[: limits.max_faces]
+            tracks = state.tracker.tracks[:max_faces]
         return [
             (track, crop_face(image, track.box, self.crop_size, self.crop_margin))
             for track in tracks

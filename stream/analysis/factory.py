@@ -12,9 +12,10 @@ from fakewatch.engines.faces import FaceDetector, RetinaFaceDetector
 from fakewatch.engines.runtimes import open_engine
 from fakewatch.stream.analysis.events import EventSink
 from fakewatch.stream.analysis.pipeline import Pipeline
+from fakewatch.stream.analysis.saved_settings import SavedSettings
 from fakewatch.stream.analysis.segmenter import LocalSegmenter, Segmenter
 from fakewatch.stream.analysis.vote import UNCALIBRATED, Thresholds
-from fakewatch.stream.config import ServiceConfig, VoteConfig
+from fakewatch.stream.config import MAX_FACES, ServiceConfig, VoteConfig
 from fakewatch.stream.logs import LOGGER_NAME, log
 from fakewatch.stream.metrics import PipelineMetrics
 
@@ -62,6 +63,7 @@ def open_pipeline(
     wrap_segmenter: SegmenterWrapper | None = None,
     wrap_detector: DetectorWrapper | None = None,
     remote_segmenter: Callable[[], Segmenter] | None = None,
+    saved_settings: SavedSettings | None = None,
 ) -> Pipeline:
     """A pipeline on the configured engine (the shipped one by default), handing its
     events to ``sinks`` in order; not started.
@@ -70,7 +72,8 @@ def open_pipeline(
     restarts after a hang; ``wrap_segmenter`` and ``wrap_detector`` wrap every one
     opened (fault injection in tests, instrumentation). With ``remote_segmenter`` the
     crops go to the segmenter it opens (a cluster's shared one) instead of a local engine;
-    the bundle still gives the crop rule and the thresholds."""
+    the bundle still gives the crop rule and the thresholds. ``saved_settings`` keeps the
+    settings streams were given through the API (in memory without it)."""
     bundle = EngineBundle.load(config.engine.bundle or default_bundle_path())
     analysis, limits = config.analysis, config.limits
 
@@ -90,7 +93,7 @@ def open_pipeline(
             score_threshold=analysis.detector_threshold,
             detect_size=analysis.detect_size,
             min_face=limits.min_face,
-            max_faces=limits.max_faces,
+            max_faces=MAX_FACES,  # each stream keeps its own max_faces of these
         )
         return wrap_detector(detector) if wrap_detector is not None else detector
 
@@ -103,6 +106,8 @@ def open_pipeline(
         bundle.spec.crop_margin,
         vote_thresholds(bundle, config.vote),
         sinks=sinks,
+        bundle_baseline=bundle.manifest.baseline,
+        saved_settings=saved_settings,
         metrics=metrics,
         segmenter_factory=open_segmenter,
         detector_factory=open_detector,

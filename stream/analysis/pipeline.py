@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fakewatch.engines.baseline import BaselineSettings
 from fakewatch.engines.faces import FaceDetector
 from fakewatch.stream.analysis.analyser import FrameAnalyser
 from fakewatch.stream.analysis.batcher import CropBatcher
@@ -43,9 +44,11 @@ from fakewatch.stream.analysis.observers import FrameObserver
 from fakewatch.stream.analysis.readiness import Readiness
 from fakewatch.stream.analysis.registry import StreamRegistry
 from fakewatch.stream.analysis.sampling import Sampler
+from fakewatch.stream.analysis.saved_settings import MemorySavedSettings, SavedSettings
 from fakewatch.stream.analysis.segmenter import Segmenter
 from fakewatch.stream.analysis.state import StreamState
 from fakewatch.stream.analysis.supervision import HealthObserver
+from fakewatch.stream.analysis.tuning import Tuner
 from fakewatch.stream.analysis.vote import SlidingWindowVote, Thresholds, new_vote
 from fakewatch.stream.config import ServiceConfig
 from fakewatch.stream.logs import LOGGER_NAME, log
@@ -72,12 +75,18 @@ class Pipeline:
         *,
         segmenter_factory: Callable[[], Segmenter] | None = None,
         detector_factory: Callable[[], FaceDetector] | None = None,
+        bundle_baseline: BaselineSettings | None = None,
+        saved_settings: SavedSettings | None = None,
     ) -> None:
         """``sinks`` receive every event, in their order. ``segmenter_factory`` and
         ``detector_factory`` open a fresh engine or detector when one hung or kept
-        failing; without them the same object is reused on fresh threads."""
+        failing; without them the same object is reused on fresh threads.
+        ``bundle_baseline`` is the bundle's baseline, for streams that turn
+        ``use_baseline`` on; ``saved_settings`` keeps the settings streams are given
+        through the API (in memory without it)."""
         self.config = config
         self.thresholds = thresholds
+        self.tuner = Tuner(config, thresholds, bundle_baseline)
         self.metrics = metrics or PipelineMetrics()
         self.restarts = self.metrics.restarts
         self.readiness = Readiness(self.metrics.ready)
@@ -123,7 +132,13 @@ class Pipeline:
             config.sources.stall_timeout_s,
         )
         self.registry = StreamRegistry(
-            config, self.metrics, self.decisions, self._new_vote, sampler.watch
+            config,
+            self.metrics,
+            self.decisions,
+            self._new_vote,
+            sampler.watch,
+            self.tuner,
+            saved_settings or MemorySavedSettings(),
         )
         self.metrics.queue.set_function(lambda: self.batcher.queued)
 
@@ -201,20 +216,36 @@ class Pipeline:
             self.batcher.stop(drain_s),
             self.faces.close(drain_s),
         )
+        await self.registry.saved.close()
 
     # streams
 
     async def add_url(
-        self, url: str, name: str | None = None, stream_id: str | None = None
+        self,
+        url: str,
+        name: str | None = None,
+        stream_id: str | None = None,
+        *,
+        configured: dict[str, Any] | None = None,
+        given: dict[str, Any] | None = None,
     ) -> StreamState:
         """Start watching a URL; see :meth:`StreamRegistry.add_url`."""
-        return await self.registry.add_url(url, name, stream_id)
+        return await self.registry.add_url(url, name, stream_id, configured=configured, given=given)
 
     async def add_source(
-        self, factory: SourceFactory, name: str | None = None, stream_id: str | None = None
+        self,
+        factory: SourceFactory,
+        name: str | None = None,
+        stream_id: str | None = None,
+        *,
+        given: dict[str, Any] | None = None,
     ) -> StreamState:
         """Start watching the source ``factory`` builds; the new stream's state."""
-        return await self.registry.add_source(factory, name, stream_id)
+        return await self.registry.add_source(factory, name, stream_id, given=given)
+
+    async def change_settings(self, state: StreamState, changes: dict[str, Any]) -> None:
+        """Change a running stream's own settings; see :meth:`StreamRegistry.change`."""
+        await self.registry.change(state, changes)
 
     async def remove(self, stream_id: str) -> bool:
         """Stop watching a stream; False if there is no such stream."""
@@ -226,8 +257,8 @@ class Pipeline:
 
     # the work's bookkeeping
 
-    def _new_vote(self) -> SlidingWindowVote[Any]:
-        return new_vote(self.config.vote, self.thresholds)
+    def _new_vote(self, thresholds: Thresholds | None = None) -> SlidingWindowVote[Any]:
+        return new_vote(self.config.vote, thresholds or self.thresholds)
 
     def _health(self, component: str, what: str) -> HealthObserver:
         """Readiness and the restart counter following a supervised component."""

@@ -22,8 +22,17 @@ from typing import Any
 from fakewatch.stream.analysis.decisions import REMOVED, Decisions, track_lost
 from fakewatch.stream.analysis.events import EventType
 from fakewatch.stream.analysis.sampling import GONE
+from fakewatch.stream.analysis.saved_settings import SavedSettings
 from fakewatch.stream.analysis.state import StreamState, count_drop
 from fakewatch.stream.analysis.tracker import FaceTracker
+from fakewatch.stream.analysis.tuning import (
+    StreamSettingsError,
+    StreamTuning,
+    Tuner,
+    check_settings,
+    merged,
+    retune,
+)
 from fakewatch.stream.analysis.vote import SlidingWindowVote
 from fakewatch.stream.config import ServiceConfig
 from fakewatch.stream.logs import LOGGER_NAME, log
@@ -68,10 +77,17 @@ class StreamRegistry:
         config: ServiceConfig,
         metrics: PipelineMetrics,
         decisions: Decisions,
-        new_vote: Callable[[], SlidingWindowVote[Any]],
+        new_vote: Callable[..., SlidingWindowVote[Any]],
         watch: Callable[[StreamState], Awaitable[None]],
+        tuner: Tuner,
+        saved: SavedSettings,
     ) -> None:
+        """``new_vote`` makes an empty vote (with the thresholds given, else the
+        service's); ``tuner`` resolves each stream's settings; ``saved`` keeps those
+        given through the API."""
         self.config = config
+        self.tuner = tuner
+        self.saved = saved
         self.metrics = metrics
         self.decisions = decisions
         self.new_vote = new_vote
@@ -81,25 +97,82 @@ class StreamRegistry:
         self._background: set[asyncio.Task[bool]] = set()
 
     async def add_url(
-        self, url: str, name: str | None = None, stream_id: str | None = None
+        self,
+        url: str,
+        name: str | None = None,
+        stream_id: str | None = None,
+        *,
+        configured: dict[str, Any] | None = None,
+        given: dict[str, Any] | None = None,
     ) -> StreamState:
         """Start watching a URL (checked against the source allowlist first); the stream
-        gets ``stream_id`` when the host keeps its own ids (a cluster shard), else a new one."""
-        sources, limits, fps = self.config.sources, self.config.limits, self.config.analysis.fps
+        gets ``stream_id`` when the host keeps its own ids (a cluster shard), else a new one.
+        ``configured`` are its own settings from the config, ``given`` those given through
+        the API (see :mod:`~fakewatch.stream.analysis.tuning`)."""
+        sources, limits = self.config.sources, self.config.limits
 
-        def make(
-            frames: LatestFrame, on_status: StatusListener, on_drop: Callable[[DropReason], None]
-        ) -> Source:
-            return FFmpegSource(
-                url, sources, frames, on_status, on_drop, fps, limits.max_width, limits.max_height
-            )
+        def make_for(tuning: StreamTuning) -> SourceFactory:
+            def make(
+                frames: LatestFrame,
+                on_status: StatusListener,
+                on_drop: Callable[[DropReason], None],
+            ) -> Source:
+                return FFmpegSource(
+                    url,
+                    sources,
+                    frames,
+                    on_status,
+                    on_drop,
+                    tuning.fps,
+                    limits.max_width,
+                    limits.max_height,
+                )
 
-        return await self.add_source(make, name, stream_id=stream_id)
+            return make
+
+        return await self._add(make_for, name, stream_id, configured or {}, given or {})
 
     async def add_source(
-        self, factory: SourceFactory, name: str | None = None, stream_id: str | None = None
+        self,
+        factory: SourceFactory,
+        name: str | None = None,
+        stream_id: str | None = None,
+        *,
+        given: dict[str, Any] | None = None,
     ) -> StreamState:
         """Start watching the source ``factory`` builds; the new stream's state."""
+        return await self._add(lambda _: factory, name, stream_id, {}, given or {})
+
+    async def change(self, state: StreamState, changes: dict[str, Any]) -> None:
+        """Change a running stream's own settings (a ``None`` value removes the API's
+        value); saved by the stream's name and applied at once, see
+        :mod:`~fakewatch.stream.analysis.tuning`. :class:`StreamSettingsError` names a
+        bad key; then nothing changes."""
+        check_settings(changes)
+        saved = merged(state.saved_settings, changes)
+        tuning = self.tuner.resolve(state.configured_settings, saved)
+        await self.saved.save(state.name, saved)
+        self._apply(state, tuning, saved)
+        state.pace.reset("settings changed")
+        log(
+            logger,
+            logging.INFO,
+            "stream.settings",
+            stream=state.name,
+            changed=",".join(sorted(changes)),
+        )
+
+    async def _add(
+        self,
+        make: Callable[[StreamTuning], SourceFactory],
+        name: str | None,
+        stream_id: str | None,
+        configured: dict[str, Any],
+        given: dict[str, Any],
+    ) -> StreamState:
+        check_settings(configured)
+        check_settings(given)
+        loaded = await self._saved_for(name) if name else {}
         limit = self.config.limits.max_streams
         if len(self.streams) >= limit:
             raise StreamLimitError(
@@ -111,8 +184,10 @@ class StreamRegistry:
             raise StreamNameTakenError(f"a stream with id {stream_id!r} already exists")
         if name:
             self._check_free(name)
+        saved = merged(loaded, given)
+        tuning = self.tuner.resolve(configured, saved)
         frames = LatestFrame(on_drop=lambda reason: count_drop(state, reason, self.metrics))
-        source = factory(
+        source = make(tuning)(
             frames,
             lambda status, detail: self._status_from_thread(state, status, detail),
             lambda reason: count_drop(state, reason, self.metrics),
@@ -126,11 +201,15 @@ class StreamRegistry:
             name=name,
             kind=source.kind,
             frames=frames,
-            new_vote=self.new_vote,
+            new_vote=lambda: self.new_vote(state.thresholds),
             tracker=FaceTracker(analysis.track_iou, analysis.track_max_missed),
             source=source,
+            configured_settings=dict(configured),
         )
+        self._apply(state, tuning, saved)
         self.streams[stream_id] = state
+        if given:
+            await self.saved.save(name, saved)
         self.metrics.streams.set(len(self.streams))
         self.metrics.stream_up.labels(name).set(0)
         # exported at 0 from the start, so dashboards and alerts see "no" rather than nothing
@@ -171,6 +250,26 @@ class StreamRegistry:
         self.metrics.streams.set(len(self.streams))
         log(logger, logging.INFO, "stream.removed", stream=state.name, id=stream_id)
         return True
+
+    async def _saved_for(self, name: str) -> dict[str, Any]:
+        """The settings saved for ``name``; any no longer valid are left out (logged)."""
+        saved = await self.saved.load(name)
+        try:
+            return check_settings(saved)
+        except StreamSettingsError as error:
+            log(logger, logging.WARNING, "stream.settings_ignored", stream=name, error=str(error))
+            return {}
+
+    def _apply(self, state: StreamState, tuning: StreamTuning, saved: dict[str, Any]) -> None:
+        """Give a stream its effective settings; new thresholds go to its votes (their
+        windows and an alert in progress are kept)."""
+        state.saved_settings = saved
+        state.tuning = tuning
+        thresholds = self.tuner.stream_thresholds(tuning)
+        if state.thresholds is not None and thresholds != state.thresholds:
+            for voted in state.track_votes.values():
+                retune(voted.vote, thresholds)
+        state.thresholds = thresholds
 
     def find(self, key: str) -> StreamState | None:
         """A stream by id or by name."""
@@ -218,6 +317,7 @@ class StreamRegistry:
             for track in state.tracker.reset():
                 lost = f"{track_lost(track)}: the stream went down"
                 await self.decisions.end_track(state, track, time.time(), lost)
+            state.pace.reset("the stream reconnects")
             await self.decisions.health(state, EventType.STREAM_DOWN, detail)
             if state.source is not None and not state.source.recovers:
                 task = asyncio.get_running_loop().create_task(self.remove(state.id))

@@ -1,11 +1,14 @@
 """The sampling loop of one stream: the newest frame at the analysis rate.
 
-Every ``1 / analysis.fps`` seconds the loop counts what the source delivered, updates
-the stream's rates and takes the newest frame from its slot (every frame not taken was
-counted as dropped when it was replaced). A frame is analysed; no new frame lets the
-vote's window age. A source that cannot come back by itself (a WebRTC session) and
-delivers nothing for ``sources.stall_timeout_s`` ends the loop: its publisher is gone.
-URL sources have their own stall watchdog and reconnect.
+Every ``1 / fps`` seconds (the stream's own ``fps``, read again on every tick, so a
+change applies at the next one) the loop counts what the source delivered, updates the
+stream's rates and takes the newest frame from its slot (every frame not taken was
+counted as dropped when it was replaced). A frame is analysed, unless the stream is calm
+(:mod:`~fakewatch.stream.analysis.pace`) and the frame falls between two calm ones: it is
+then dropped as ``calm``. No new frame lets the vote's window age. A source that cannot
+come back by itself (a WebRTC session) and delivers nothing for
+``sources.stall_timeout_s`` ends the loop: its publisher is gone. URL sources have their
+own stall watchdog and reconnect.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import time
 
 from fakewatch.stream.analysis.analyser import FrameAnalyser
 from fakewatch.stream.analysis.decisions import Decisions
-from fakewatch.stream.analysis.state import StreamState
+from fakewatch.stream.analysis.state import StreamState, count_drop
 from fakewatch.stream.logs import LOGGER_NAME, describe_error, log
 from fakewatch.stream.metrics import PipelineMetrics
+from fakewatch.stream.sources.frames import DropReason
 
 logger = logging.getLogger(f"{LOGGER_NAME}.pipeline")
 
@@ -44,16 +48,20 @@ class Sampler:
         self.interval = 1 / fps
         self.stall_timeout_s = stall_timeout_s
 
+    def _interval(self, state: StreamState) -> float:
+        return self.interval if state.tuning is None else 1 / state.tuning.fps
+
     async def watch(self, state: StreamState) -> None:
         """Take the newest frame at the analysis rate and analyse it, until cancelled or
         until a source that cannot come back stopped sending (then it returns)."""
         loop = asyncio.get_running_loop()
-        interval = self.interval
+        interval = self._interval(state)
         # Each stream samples at its own phase of the interval, so that streams started
         # together (a restart, a batch of API calls) do not hand the face thread and the
         # batcher all their frames at the same instant, every tick.
         next_tick = loop.time() + random.Random(state.id).random() * interval
         while True:
+            interval = self._interval(state)
             next_tick += interval
             delay = next_tick - loop.time()
             if delay < 0:  # analysis is slower than the rate: take the next frame at once
@@ -73,6 +81,10 @@ class Sampler:
             state.fps_analysed.update(now, state.analysed)
             frame = state.frames.take()
             if frame is None:
+                await self.decisions.tick(state, now)
+                continue
+            if state.tuning is not None and not state.pace.due(loop.time(), state.tuning.pace):
+                count_drop(state, DropReason.CALM, self.metrics)
                 await self.decisions.tick(state, now)
                 continue
             try:

@@ -16,9 +16,11 @@ from typing import Any
 
 from fakewatch.engines.crop import Box
 from fakewatch.stream.analysis.events import Event, Evidence
+from fakewatch.stream.analysis.pace import Pace
 from fakewatch.stream.analysis.rate import RateMeter
 from fakewatch.stream.analysis.tracker import FaceTracker
-from fakewatch.stream.analysis.vote import SlidingWindowVote
+from fakewatch.stream.analysis.tuning import StreamTuning
+from fakewatch.stream.analysis.vote import SlidingWindowVote, Thresholds
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, LatestFrame
 from fakewatch.stream.sources.source import Source
@@ -60,6 +62,15 @@ class StreamState:
     task: asyncio.Task[None] | None = None
     counted_received: int = 0
     last_frame_at: float = field(default_factory=time.monotonic)
+    tuning: StreamTuning | None = None
+    """The stream's effective settings (None: the service's)."""
+    thresholds: Thresholds | None = None
+    """The thresholds of the stream's votes (None: the service's)."""
+    configured_settings: dict[str, Any] = field(default_factory=dict)
+    """The stream's own settings from its ``streams:`` entry in the config."""
+    saved_settings: dict[str, Any] = field(default_factory=dict)
+    """The stream's own settings given through the API (saved by name)."""
+    pace: Pace = field(default_factory=Pace)
 
     @property
     def description(self) -> str:

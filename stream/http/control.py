@@ -18,14 +18,22 @@ class StreamControl(Protocol):
 
     ``add`` raises :class:`~fakewatch.stream.analysis.registry.StreamLimitError`,
     :class:`~fakewatch.stream.analysis.registry.StreamNameError` (its subclass
-    ``StreamNameTakenError`` for a name in use) or
-    :class:`~fakewatch.stream.sources.ffmpeg.SourceURLError`; ``publish`` the first two
-    or :class:`~fakewatch.stream.sources.webrtc.WebRTCOfferError`.
+    ``StreamNameTakenError`` for a name in use),
+    :class:`~fakewatch.stream.sources.ffmpeg.SourceURLError` or
+    :class:`~fakewatch.stream.analysis.tuning.StreamSettingsError`; ``publish`` the
+    first two or :class:`~fakewatch.stream.sources.webrtc.WebRTCOfferError`; ``change``
+    the last.
     """
 
     @property
     def webrtc(self) -> bool:
         """Whether WebRTC publishers are taken (``/api/whip``, ``/publish``)."""
+        ...
+
+    @property
+    def settable(self) -> bool:
+        """Whether streams take their own settings (``PATCH /api/streams/{id}``, settings
+        in ``POST /api/streams``); a host that answers 501 to them says False."""
         ...
 
     @property
@@ -41,9 +49,18 @@ class StreamControl(Protocol):
         """A stream by id or name as the API shows it; ``None`` if there is none."""
         ...
 
-    async def add(self, url: str, name: str | None) -> dict[str, Any]:
-        """Start watching ``url``; the body of the ``201`` answer (``id``, ``name``,
-        ``source``, ...)."""
+    async def add(
+        self, url: str, name: str | None, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Start watching ``url`` with its own ``settings`` (checked
+        :class:`~fakewatch.stream.config.StreamSettings` keys); the body of the ``201``
+        answer (``id``, ``name``, ``source``, ...)."""
+        ...
+
+    async def change(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Change a stream's own settings (checked
+        :class:`~fakewatch.stream.config.StreamSettings` keys; ``None`` removes one); the
+        stream as the API shows it, ``None`` if there is none."""
         ...
 
     async def remove(self, key: str) -> bool:

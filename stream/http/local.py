@@ -20,6 +20,7 @@ class LocalStreams:
     process; WebRTC publishers are taken."""
 
     webrtc = True
+    settable = True
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -35,9 +36,18 @@ class LocalStreams:
         state = self.pipeline.find(key)
         return None if state is None else stream_view(state)
 
-    async def add(self, url: str, name: str | None) -> dict[str, Any]:
-        state = await self.pipeline.add_url(url, name)
+    async def add(
+        self, url: str, name: str | None, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        state = await self.pipeline.add_url(url, name, given=settings)
         return {"id": state.id, "name": state.name, "source": state.description}
+
+    async def change(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        state = self.pipeline.find(key)
+        if state is None:
+            return None
+        await self.pipeline.change_settings(state, changes)
+        return stream_view(state)
 
     async def remove(self, key: str) -> bool:
         state = self.pipeline.find(key)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
+from fakewatch.stream.config import StreamSettings
 from fakewatch.stream.http import events, openapi, pages, probes, streams
 from fakewatch.stream.http import schemas as s
 
@@ -57,6 +58,14 @@ ROUTES: tuple[Route, ...] = (
         s.NewStream,
     ),
     Route("GET", "/api/streams/{id}", streams.get_stream, "A stream by id or name", s.StreamView),
+    Route(
+        "PATCH",
+        "/api/streams/{id}",
+        streams.change_stream,
+        "Change a stream's own settings (null: back to the config's)",
+        s.StreamView,
+        body=StreamSettings,
+    ),
     Route(
         "DELETE", "/api/streams/{id}", streams.delete_stream, "Stop watching a stream", None, 204
     ),

@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fakewatch.stream.config import StreamSettings
+
 MAX_JSON_BYTES = 65536
 """The largest JSON body a control endpoint reads."""
 MAX_NOTE_CHARS = 2000
@@ -54,8 +56,9 @@ class Ready(BaseModel):
 # --- streams -----------------------------------------------------------------------
 
 
-class NewStream(Body):
-    """``POST /api/streams``: a stream URL to watch, and a name for it."""
+class NewStream(StreamSettings):
+    """``POST /api/streams``: a stream URL to watch, a name for it, and the stream's own
+    settings (any of ``PATCH /api/streams/{id}``'s keys)."""
 
     url: str = Field(min_length=1, description="rtsp://, rtmp://, http(s):// or a file")
     name: str | None = Field(None, description="a unique name (default: made up)")
@@ -163,6 +166,23 @@ class Event(Body):
     review: Review | None = Field(None, description="a person's verdict, once given")
 
 
+class StreamSettingsView(Body):
+    """A stream's effective settings, and where each of its own comes from."""
+
+    effective: dict[str, float | int | bool]
+    overridden: dict[str, Literal["config", "api"]] = Field(
+        description="the stream's own settings: from its streams: entry or from the API"
+    )
+
+
+class AnalysisPace(Body):
+    """Whether the stream is analysed at its full rate or, calm, at its calm rate."""
+
+    rate: Literal["full", "calm"]
+    target_fps: float
+    reason: str
+
+
 class StreamView(Body):
     """A stream as the API shows it. A cluster's stream that no shard reports yet has
     only the first fields; a cluster adds its ``shard`` and ``node``."""
@@ -183,6 +203,8 @@ class StreamView(Body):
     latency_s: float | None = None
     score: float | None = None
     alerting: bool | None = Field(None, description="while any of its faces is alerting")
+    settings: StreamSettingsView | None = None
+    analysis: AnalysisPace | None = None
     alerts: list[FaceAlert] | None = Field(None, description="the alert open on each face")
     votes: Votes | None = None
     last_event: Event | None = None

@@ -1,4 +1,10 @@
-"""The stream routes: add, list, find and remove streams; WebRTC ingest.
+"""The stream routes: add, list, find, change and remove streams; WebRTC ingest.
+
+A stream's own settings (:class:`~fakewatch.stream.config.StreamSettings`) come as extra
+keys of ``POST /api/streams`` and as the body of ``PATCH /api/streams/{id}`` (only the
+keys to change; ``null`` goes back to the config's value). A bad or unknown key is
+answered 400 naming it, and nothing changes. A host whose streams take no settings of
+their own (a cluster) answers both with 501.
 
 WebRTC ingest follows WHIP (RFC 9725): ``POST /api/whip`` with an ``application/sdp``
 offer is answered ``201 Created`` with the SDP answer and a ``Location`` to ``DELETE``
@@ -8,6 +14,8 @@ that takes no WebRTC publishers answers both with 501.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from fakewatch.stream.analysis.registry import (
@@ -15,6 +23,8 @@ from fakewatch.stream.analysis.registry import (
     StreamNameError,
     StreamNameTakenError,
 )
+from fakewatch.stream.analysis.tuning import StreamSettingsError
+from fakewatch.stream.config import StreamSettings
 from fakewatch.stream.http.keys import CONFIG, CONTROL, base_url, error
 from fakewatch.stream.http.schemas import (
     NewStream,
@@ -29,16 +39,24 @@ from fakewatch.stream.http.schemas import (
 from fakewatch.stream.sources.ffmpeg import SourceURLError
 from fakewatch.stream.sources.webrtc import WebRTCOfferError
 
+NO_SETTINGS = (
+    "a cluster's streams run with the service's settings: per-stream settings are served "
+    "by `fakewatch serve` only (set analysis and vote keys in the cluster's config)"
+)
 NO_WEBRTC = (
     "WebRTC ingest is served by `fakewatch serve` only; a cluster reads stream URLs "
     "(publish to an RTSP server and add its URL)"
 )
 
 
-async def new_stream_request(request: web.Request) -> tuple[str, str | None]:
-    """The ``url`` and ``name`` of a request to add a stream (400 when malformed)."""
+async def new_stream_request(
+    request: web.Request,
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The ``url``, ``name`` and own settings of a request to add a stream (400 when
+    malformed, naming the key)."""
     body = await read_json(request, NewStream)
-    return body.url, body.name
+    settings = {key: getattr(body, key) for key in body.model_fields_set - {"url", "name"}}
+    return body.url, body.name, settings
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -46,14 +64,17 @@ async def list_streams(request: web.Request) -> web.Response:
 
 
 async def add_stream(request: web.Request) -> web.Response:
-    url, name = await new_stream_request(request)
+    url, name, settings = await new_stream_request(request)
+    control = request.app[CONTROL]
+    if settings and not control.settable:
+        return error(501, NO_SETTINGS)
     try:
-        added = await request.app[CONTROL].add(url, name)
+        added = await control.add(url, name, settings)
     except StreamLimitError as exc:
         return error(429, str(exc))
     except StreamNameError as exc:
         return error(409 if isinstance(exc, StreamNameTakenError) else 400, str(exc))
-    except SourceURLError as exc:
+    except (SourceURLError, StreamSettingsError) as exc:
         return error(400, str(exc))
     return answer(StreamAdded, added, 201, {"Location": f"/api/streams/{added['id']}"})
 
@@ -63,6 +84,20 @@ async def get_stream(request: web.Request) -> web.Response:
     if found is None:
         return error(404, f"no stream {request.match_info['id']!r}")
     return answer(StreamView, found)
+
+
+async def change_stream(request: web.Request) -> web.Response:
+    control = request.app[CONTROL]
+    if not control.settable:
+        return error(501, NO_SETTINGS)
+    changes = (await read_json(request, StreamSettings)).given()
+    try:
+        changed = await control.change(request.match_info["id"], changes)
+    except StreamSettingsError as exc:
+        return error(400, str(exc))
+    if changed is None:
+        return error(404, f"no stream {request.match_info['id']!r}")
+    return answer(StreamView, changed)
 
 
 async def delete_stream(request: web.Request) -> web.Response:

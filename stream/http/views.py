@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fakewatch.stream.analysis.state import StreamState, TrackVote
+from fakewatch.stream.analysis.tuning import sources
 from fakewatch.stream.analysis.vote import SlidingWindowVote
 
 
@@ -48,6 +49,33 @@ def stream_view(state: StreamState) -> dict[str, Any]:
             },
         },
         "last_event": state.last_event.to_dict() if state.last_event else None,
+        "settings": _settings(state),
+        "analysis": _pace(state),
+    }
+
+
+def _settings(state: StreamState) -> dict[str, Any] | None:
+    """The stream's effective settings, and which are its own: ``config`` (its
+    ``streams:`` entry) or ``api`` (given through the API, kept across restarts)."""
+    if state.tuning is None:
+        return None
+    return {
+        "effective": state.tuning.to_dict(),
+        "overridden": sources(state.configured_settings, state.saved_settings),
+    }
+
+
+def _pace(state: StreamState) -> dict[str, Any] | None:
+    """Whether the stream is analysed at its full rate or calm, and why."""
+    tuning = state.tuning
+    if tuning is None:
+        return None
+    pace = state.pace
+    calm = pace.calm and tuning.adaptive
+    return {
+        "rate": "calm" if calm else "full",
+        "target_fps": round(1 / tuning.pace.calm_interval if calm else tuning.fps, 3),
+        "reason": pace.reason if tuning.adaptive else "adaptive analysis is off",
     }
 
 

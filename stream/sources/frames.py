@@ -37,7 +37,16 @@ class SourceFrame:
     it, and converting it to RGB once that is done.
     """
 
-    __slots__ = ("_image", "_lock", "_picture", "capture_time", "decode_s", "index", "pts_s")
+    __slots__ = (
+        "_image",
+        "_lock",
+        "_picture",
+        "_thumbnail",
+        "capture_time",
+        "decode_s",
+        "index",
+        "pts_s",
+    )
 
     def __init__(
         self,
@@ -50,6 +59,7 @@ class SourceFrame:
         self._image: np.ndarray | None = image if isinstance(image, np.ndarray) else None
         self._picture: Picture | None = None if isinstance(image, np.ndarray) else image
         self._lock = threading.Lock()
+        self._thumbnail: np.ndarray | None = None
         self.capture_time = capture_time
         self.index = index
         self.pts_s = pts_s
@@ -65,7 +75,15 @@ class SourceFrame:
                 self._image = self._picture.to_ndarray(format="rgb24")
                 self._picture = None
                 self.decode_s += time.perf_counter() - started
+            if self._thumbnail is None:
+                self._thumbnail = thumbnail(self._image)
             return self._image
+
+    @property
+    def thumbnail(self) -> np.ndarray | None:
+        """A small grey picture of the frame (:func:`thumbnail`), made with the first read
+        of :attr:`image`; ``None`` before."""
+        return self._thumbnail
 
     def __repr__(self) -> str:
         return f"SourceFrame(index={self.index}, pts_s={self.pts_s}, at={self.capture_time:.3f})"
@@ -90,6 +108,21 @@ class DropReason(enum.StrEnum):
     DETECTOR_FAILED = "detector_failed"
     """Face detection hung past ``analysis.detect_timeout_s`` or raised, or the detector
     was being restarted after such a failure."""
+    CALM = "calm"
+    """Taken at the full rate but not analysed: the stream is calm and analysed at
+    ``analysis.calm_fps``."""
+
+
+def thumbnail(image: np.ndarray, cells: tuple[int, int] = (18, 32)) -> np.ndarray:
+    """A small grey picture of ``image`` (RGB ``(H, W, 3)``) for comparing scenes: every
+    k-th pixel, channels averaged; cheap (no pass over the whole frame)."""
+    height, width = image.shape[:2]
+    step_y, step_x = max(1, height // cells[0]), max(1, width // cells[1])
+    sample = image[step_y // 2 :: step_y, step_x // 2 :: step_x][: cells[0], : cells[1]]
+    grey: np.ndarray = (
+        sample.astype(np.float32) if sample.ndim == 2 else sample.mean(axis=2, dtype=np.float32)
+    )
+    return grey / 255.0
 
 
 class LatestFrame:

@@ -212,6 +212,9 @@ def test_the_api_keeps_the_single_machine_answers(cluster: LocalCluster, demo_cl
     assert status("GET", "/api/streams/nothing") == 404
     assert status("DELETE", "/api/streams/nothing") == 404
     assert status("POST", "/api/webrtc/offer", {"sdp": "v=0", "type": "offer"}) == 501
+    # a cluster's streams run with the service's settings
+    assert status("PATCH", "/api/streams/cam-0", {"fps": 2}) == 501
+    assert status("POST", "/api/streams", {"url": str(demo_clip), "name": "x", "fps": 2}) == 501
     wait_until(lambda: status("GET", "/readyz") == 200, 10, "/readyz says ready")
 
 

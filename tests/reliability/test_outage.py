@@ -49,6 +49,7 @@ OUTAGE_CONFIG: dict[str, Any] = {
     "sources.open_timeout_s": 3.0,
     "sources.stall_timeout_s": 3.0,
     "analysis.fps": FPS,
+    "analysis.adaptive": False,  # the steady stream's rate is measured at the full rate
 }
 
 

@@ -305,6 +305,7 @@ async def stream_states(service: Service) -> dict[str, dict[str, Any]]:
 # --- overload ----------------------------------------------------------------------------
 
 OVERLOAD_CONFIG: dict[str, Any] = {
+    "analysis.adaptive": False,  # every stream at the full rate: the load offered
     "batcher.max_batch": 4,
     "batcher.queue_size": 8,
     "batcher.deadline_s": 1.0,
@@ -467,6 +468,7 @@ async def paused_inference(service: Service) -> AsyncIterator[PausedSegmenter]:
 
 WEBRTC_CONFIG: dict[str, Any] = {
     "analysis.fps": 5.0,
+    "analysis.adaptive": False,  # every frame at the full rate
     "batcher.infer_timeout_s": 600.0,  # a paused engine is not a hung one here
 }
 
