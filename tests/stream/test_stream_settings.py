@@ -47,7 +47,9 @@ def test_patch_changes_the_rate_and_thresholds_of_a_live_stream(clip: Path) -> N
             assert before["settings"]["overridden"] == {}
             state = service.pipeline.find("lobby")
             assert state is not None
-            vote = state.vote
+            top = state.top_track
+            assert top is not None
+            vote = state.track_votes[top].vote
             body = {"fps": 1, "adaptive": False, "enter_threshold": 0.95, "exit_threshold": 0.9}
             status, shown = await patch(service, "lobby", body)
             assert status == 200, shown
@@ -56,7 +58,7 @@ def test_patch_changes_the_rate_and_thresholds_of_a_live_stream(clip: Path) -> N
             assert shown["settings"]["overridden"] == dict.fromkeys(sorted(body), "api")
             assert shown["analysis"]["rate"] == "full" and shown["analysis"]["target_fps"] == 1
             # the same window, with the new thresholds; its frames kept
-            assert state.vote is vote and (vote.enter, vote.exit) == (0.95, 0.9)
+            assert state.track_votes[top].vote is vote and (vote.enter, vote.exit) == (0.95, 0.9)
             assert vote.entries and shown["votes"]["stream"]["enter_threshold"] == 0.95
             # at 1 fps: never more than one analysed frame a second from the next tick on
             await asyncio.sleep(1.5)
@@ -76,9 +78,9 @@ def test_patch_changes_the_rate_and_thresholds_of_a_live_stream(clip: Path) -> N
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"fps": 0}, "fps: Input should be greater than 0"),
-        ({"fps": 61}, "fps: Input should be less than or equal to 60"),
-        ({"detect_every": "often"}, "detect_every: Input should be a valid integer"),
+        ({"fps": 0}, '"fps": Input should be greater than 0'),
+        ({"fps": 61}, '"fps": Input should be less than or equal to 60'),
+        ({"detect_every": "often"}, '"detect_every": Input should be a valid integer'),
         ({"max_faces": 65}, "max_faces"),
         ({"calm_margin": 1}, "calm_margin"),
         ({"colour": "red"}, "unknown fields: colour"),
