@@ -160,7 +160,7 @@ def cmd_streams_set(args: argparse.Namespace) -> int:
         changed = _client(args).update_stream(args.stream, settings)
     except ApiError as error:
         return _failed(error)
-    print(json.dumps(changed))
+    print(json.dumps(changed.settings.model_dump() if changed.settings else {}))
     return 0
 
 

@@ -114,10 +114,11 @@ class AsyncClient:
     async def remove_stream(self, key: str) -> None:
         await self._call("DELETE", f"/api/streams/{_part(key)}")
 
-    async def update_stream(self, key: str, settings: dict[str, Any]) -> dict[str, Any]:
-        """Change a stream's settings (``PATCH``); the stream as the service answers."""
+    async def update_stream(self, key: str, settings: dict[str, Any]) -> StreamView:
+        """Change a stream's own settings (``PATCH``; ``None`` removes one); the stream as
+        the service answers."""
         found = await self._call("PATCH", f"/api/streams/{_part(key)}", settings)
-        return dict(found or {})
+        return StreamView.model_validate(found)
 
     async def events(
         self, limit: int = 50, stream: str | None = None, after: str | None = None
@@ -175,7 +176,7 @@ class Client:
     def remove_stream(self, key: str) -> None:
         self._run(lambda c: c.remove_stream(key))
 
-    def update_stream(self, key: str, settings: dict[str, Any]) -> dict[str, Any]:
+    def update_stream(self, key: str, settings: dict[str, Any]) -> StreamView:
         return self._run(lambda c: c.update_stream(key, settings))
 
     def events(

@@ -55,6 +55,13 @@ def test_the_cli_lists_adds_and_removes_streams(
     assert [s["name"] for s in listed] == ["lobby"]
     assert main(["streams", "add", str(clip), "--name", "lobby", "--url", service.base]) == 1
     assert "HTTP 409" in capsys.readouterr().err
+    shown = json.loads(_cli(capsys, service, "streams", "set", "lobby", "fps=2", "adaptive=false"))
+    assert shown["effective"]["fps"] == 2 and shown["effective"]["adaptive"] is False
+    assert shown["overridden"] == {"adaptive": "api", "fps": "api"}
+    assert main(["streams", "set", "lobby", "fps=0", "--url", service.base]) == 1
+    assert '"fps"' in capsys.readouterr().err  # the bad key is named
+    assert main(["streams", "set", "lobby", "colour=red", "--url", service.base]) == 1
+    assert "unknown fields: colour" in capsys.readouterr().err
     _cli(capsys, service, "streams", "rm", "lobby")
     assert _cli(capsys, service, "streams", "list") == ""
     assert main(["streams", "rm", "lobby", "--url", service.base]) == 1
@@ -95,6 +102,10 @@ def test_the_client_answers_with_the_api_models(service: ServiceThread, clip: Pa
     api = Client(service.base, TOKEN)
     added = api.add_stream(str(clip), "door")
     assert api.stream("door").id == added.id
+    changed = api.update_stream("door", {"enter_threshold": 0.97, "exit_threshold": 0.95})
+    assert changed.settings is not None and changed.settings.effective["enter_threshold"] == 0.97
+    back = api.update_stream("door", {"enter_threshold": None, "exit_threshold": None})
+    assert back.settings is not None and back.settings.overridden == {}
     assert [s.name for s in api.streams()] == ["door"]
     with pytest.raises(ApiError) as raised:
         api.add_stream(str(clip), "door")
