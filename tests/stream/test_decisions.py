@@ -168,7 +168,7 @@ def test_only_the_swapped_face_of_two_raises_an_alert_and_its_own_track_clears_i
         return box is not None and box[2] <= half + 40 and (box[0] + box[2]) / 2 < half
 
     async def run() -> None:
-        async with serving() as service:
+        async with receiving() as receiver, serving(**hooks(endpoint(receiver))) as service:
             stream = await service.add(server.url, "panel")
             # the clip lasts 20 s and starts again on the reconnect after its end
             (suspected,) = await service.events.wait_for(EventType.SUSPECTED, stream, timeout=90)
@@ -181,6 +181,11 @@ def test_only_the_swapped_face_of_two_raises_an_alert_and_its_own_track_clears_i
             )
             assert suspected.window is not None
             assert suspected.window.score >= suspected.window.enter_threshold
+            # the webhook names the face, and its clip covers the alert
+            await check_clip(service, receiver, suspected)
+            (request,) = [q for q in receiver.delivered() if q.id == f"msg_{suspected.id}"]
+            assert request.json()["data"]["track"] == alerted
+            assert right(request.json()["data"]["box"])
             view = await service.state(stream)
             faces = {a["track"]: a for a in view["alerts"]}
             if view["alerting"]:  # unless the alert has already cleared
