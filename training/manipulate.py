@@ -8,6 +8,7 @@ is non-zero. Everything else is re-encoded unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,14 +86,25 @@ def manipulate_span(
 def _manipulate(
     image: np.ndarray, detector: FaceDetector, rng: np.random.Generator, config: BlendConfig
 ) -> np.ndarray:
+    return _replace_first_face(
+        image, detector, lambda crop, landmarks: self_blend(crop, landmarks, rng, config)
+    )
+
+
+def _replace_first_face(
+    image: np.ndarray,
+    detector: FaceDetector,
+    blend: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+) -> np.ndarray:
+    """``image`` with its first face's crop replaced by ``blend(crop, landmarks)``, pasted
+    back at full resolution (``image`` itself when it has no face)."""
     faces = detector.detect(image)
     if not faces:
         return image
     face = faces[0]
     crop = crop_face(image, face.box, WORK_SIZE, 1.3)
     landmarks = None if face.landmarks is None else crop.to_crop(face.landmarks)
-    blend = self_blend(crop.image, landmarks, rng, config)
-    return paste_back(image, crop.box, blend)
+    return paste_back(image, crop.box, blend(crop.image, landmarks))
 
 
 def swap_face(
@@ -107,14 +119,13 @@ def swap_face(
     :func:`~fakewatch.engines.crop.crop_face` crop of another person, with its landmarks in
     crop coordinates): the training recipe's cross-identity swap
     (:func:`~fakewatch.training.blend.cross_blend`), pasted back at full resolution."""
-    faces = detector.detect(image)
-    if not faces:
-        return image
-    face = faces[0]
-    crop = crop_face(image, face.box, WORK_SIZE, 1.3)
-    landmarks = None if face.landmarks is None else crop.to_crop(face.landmarks)
-    blend = cross_blend(crop.image, landmarks, source.image, source_landmarks, rng, config)
-    return paste_back(image, crop.box, blend)
+    return _replace_first_face(
+        image,
+        detector,
+        lambda crop, landmarks: cross_blend(
+            crop, landmarks, source.image, source_landmarks, rng, config
+        ),
+    )
 
 
 def paste_back(image: np.ndarray, box: Box, blend: BlendResult) -> np.ndarray:
