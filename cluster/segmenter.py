@@ -70,6 +70,8 @@ class SegmenterDeployment:
                 "version": installed_version(),
                 "engine": engine.info.label,
                 "backend": engine.info.backend,
+                "precision": engine.info.precision,
+                "precision_reason": engine.info.reason or "asked for in engine.precision",
                 "model": bundle.manifest.name,
                 "model_sha256": bundle.model_sha256[:16],
             }
