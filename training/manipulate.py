@@ -94,7 +94,7 @@ def _manipulate(
 def _replace_first_face(
     image: np.ndarray,
     detector: FaceDetector,
-    blend: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    blend: Callable[[np.ndarray, np.ndarray | None], BlendResult],
 ) -> np.ndarray:
     """``image`` with its first face's crop replaced by ``blend(crop, landmarks)``, pasted
     back at full resolution (``image`` itself when it has no face)."""
