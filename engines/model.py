@@ -72,8 +72,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
         if spec.mask_stride == 2:
             from segmentation_models_pytorch.base import SegmentationHead
 
-            decoder = network.get_submodule("decoder")
-            decoder.blocks = decoder.blocks[:-1]
+            blocks = network.get_submodule("decoder.blocks")
+            assert isinstance(blocks, nn.ModuleList)
+            network.get_submodule("decoder").blocks = blocks[:-1]
             network.segmentation_head = SegmentationHead(
                 spec.decoder_channels[-1], classes, kernel_size=3, upsampling=2
             )
