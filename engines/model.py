@@ -45,23 +45,39 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """A freshly initialised network for ``spec``.
 
     Segmentation: ``(N, 1, S, S)`` logits; classification: ``(N, 1)`` logits. Nothing is
-    downloaded: encoder weights start random (``encoder_weights=None``).
+    downloaded: encoder weights start random (``encoder_weights=None``). With
+    ``spec.mask_stride`` 2 the UNet's last decoder stage (the one at full resolution,
+    which has no skip connection) is left out and the head's logits are upsampled
+    bilinearly, so the output keeps the crop's size.
     """
     import segmentation_models_pytorch as smp
 
     try:
         if spec.head == "classification":
             return FrameClassifier(spec)
+        channels = list(spec.decoder_channels)
+        if spec.mask_stride == 2:
+            channels.append(channels[-1])  # the full-size stage, removed below
+        classes = 2 if spec.boundary_head else 1
         network: nn.Module = smp.create_model(
             spec.architecture,
             encoder_name=spec.encoder,
             encoder_depth=spec.encoder_depth,
             encoder_weights=None,
-            decoder_channels=list(spec.decoder_channels),
+            decoder_channels=channels,
             in_channels=3,
-            classes=2 if spec.boundary_head else 1,
+            classes=classes,
             **encoder_options(spec),
         )
+        if spec.mask_stride == 2:
+            from segmentation_models_pytorch.base import SegmentationHead
+
+            blocks = network.get_submodule("decoder.blocks")
+            assert isinstance(blocks, nn.ModuleList)
+            network.get_submodule("decoder").blocks = blocks[:-1]
+            network.segmentation_head = SegmentationHead(
+                spec.decoder_channels[-1], classes, kernel_size=3, upsampling=2
+            )
     except KeyError as error:
         raise ValueError(
             f"unknown encoder {spec.encoder!r}; see segmentation_models_pytorch.encoders"

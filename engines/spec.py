@@ -34,7 +34,14 @@ class ModelSpec(BaseModel):
         "which weights trained in Keras or TensorFlow expect",
     )
     decoder_channels: tuple[int, ...] = Field(
-        (128, 64, 32, 16, 16), description="decoder width per stage, one per encoder stage"
+        (128, 64, 32, 16, 16),
+        description="decoder width per stage: one per encoder stage, one fewer with mask_stride 2",
+    )
+    mask_stride: Literal[1, 2] = Field(
+        1,
+        description="resolution the decoder stops at: 1 decodes to the full crop; 2 stops at "
+        "half resolution (Unet only, without the last full-size decoder stage) and upsamples "
+        "the logits bilinearly to the crop size",
     )
     boundary_head: bool = Field(
         False,
@@ -70,9 +77,16 @@ class ModelSpec(BaseModel):
             raise ValueError(
                 f"same_padding needs a timm encoder ('tu-...'), got encoder {self.encoder!r}"
             )
-        if len(self.decoder_channels) != self.encoder_depth:
+        if self.mask_stride != 1 and (self.head != "segmentation" or self.architecture != "Unet"):
+            raise ValueError(
+                f"mask_stride {self.mask_stride} needs a segmentation Unet, got a "
+                f"{self.head} {self.architecture}"
+            )
+        stages = self.encoder_depth - (self.mask_stride - 1)
+        if len(self.decoder_channels) != stages:
             raise ValueError(
                 f"decoder_channels has {len(self.decoder_channels)} entries but encoder_depth "
-                f"is {self.encoder_depth}; give one width per stage"
+                f"is {self.encoder_depth} with mask_stride {self.mask_stride}; give one width per "
+                f"stage: {stages} decoded stages"
             )
         return self
