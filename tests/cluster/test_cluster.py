@@ -59,7 +59,10 @@ def cluster(
     flush(redis_url)
     folder = tmp_path_factory.mktemp("cluster")
     overrides = cluster_overrides(redis_url, folder, receiver, SHARDS)
-    config = load_cluster_config(overrides={**overrides, "cluster.segmenter_wait_ms": 50})
+    # every stream at the full rate (adaptive analysis off), so that crops of several
+    # shards meet in the segmenter's batches, which the batching test counts
+    overrides |= {"cluster.segmenter_wait_ms": 50, "analysis.adaptive": False}
+    config = load_cluster_config(overrides=overrides)
     ray_module.init(
         namespace=config.cluster.namespace,
         include_dashboard=False,
