@@ -12,8 +12,6 @@ analysed frame.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +23,7 @@ from fakewatch.stream.analysis.observers import FaceObservation, FrameObserver
 from fakewatch.stream.analysis.pace import Signals
 from fakewatch.stream.analysis.state import StreamState, TrackVote, count_drop
 from fakewatch.stream.analysis.tracker import Track
-from fakewatch.stream.analysis.vote import Decision, SlidingWindowVote
+from fakewatch.stream.analysis.vote import Decision
 from fakewatch.stream.metrics import PipelineMetrics
 from fakewatch.stream.sources.frames import DropReason, SourceFrame
 
@@ -40,14 +38,12 @@ class FrameAnalyser:
         decisions: Decisions,
         metrics: PipelineMetrics,
         detect_every: int,
-        new_vote: Callable[..., SlidingWindowVote[Any]],
     ) -> None:
         self.faces = faces
         self.batcher = batcher
         self.decisions = decisions
         self.metrics = metrics
         self.detect_every = detect_every
-        self.new_vote = new_vote
         self.observers: list[FrameObserver] = []
 
     async def analyse(self, state: StreamState, frame: SourceFrame) -> None:

@@ -122,7 +122,6 @@ class Pipeline:
             self.decisions,
             self.metrics,
             analysis.detect_every,
-            self._new_vote,
         )
         sampler = Sampler(
             self.analyser,
